@@ -1,0 +1,127 @@
+//! The quickstart's handlers, shared by its binary and by the black-box tests.
+//!
+//! Endpoints (see the README's "Quickstart contract"):
+//!
+//! * `POST /hooks/github` (`sig = "github"`): `pr_opened` (`pull_request.opened`), `issue_event`
+//!   (`issues`), `ping`.
+//! * `POST /events` (seed 001's connector: `X-Connector-Signature: sha256=<hex>`, event from the
+//!   body's `type`): `on_actions` (`actions`), `on_summary` (`summary`).
+
+use hooksmith::{AppBuilder, Delivery, Endpoint, Json, SecretSource, webhook};
+use serde::Deserialize;
+
+/// The parts of a GitHub `pull_request` delivery this app reads.
+#[derive(Debug, Deserialize)]
+pub struct PullRequestEvent {
+    /// The pull request number.
+    pub number: u64,
+    /// The pull request.
+    pub pull_request: PullRequest,
+}
+
+/// A pull request.
+#[derive(Debug, Deserialize)]
+pub struct PullRequest {
+    /// Its title.
+    pub title: String,
+}
+
+/// The parts of a GitHub `issues` delivery this app reads.
+#[derive(Debug, Deserialize)]
+pub struct IssuesEvent {
+    /// `opened`, `closed`, ...
+    pub action: String,
+    /// The issue.
+    pub issue: Issue,
+}
+
+/// An issue.
+#[derive(Debug, Deserialize)]
+pub struct Issue {
+    /// The issue number.
+    pub number: u64,
+}
+
+/// A GitHub pull request was opened.
+#[webhook(path = "/hooks/github", sig = "github", event = "pull_request.opened")]
+pub async fn pr_opened(pr: Json<PullRequestEvent>, delivery: Delivery) -> hooksmith::Result {
+    tracing::info!(number = pr.number, title = %pr.pull_request.title, id = delivery.id(), "PR opened");
+    Ok(())
+}
+
+/// Any GitHub `issues` event.
+#[webhook(path = "/hooks/github", sig = "github", event = "issues")]
+pub async fn issue_event(event: Json<IssuesEvent>) -> hooksmith::Result {
+    tracing::info!(number = event.issue.number, action = %event.action, "issue event");
+    Ok(())
+}
+
+/// GitHub's `ping`, sent when a webhook is created.
+#[webhook(path = "/hooks/github", sig = "github", event = "ping")]
+pub async fn ping(delivery: Delivery) {
+    tracing::info!(id = delivery.id(), "GitHub says hello");
+}
+
+/// Seed 001's connector, declared once and shared by its handlers.
+pub const CONNECTOR: Endpoint = Endpoint::new("/events")
+    .sig("hmac-sha256")
+    .header("X-Connector-Signature")
+    .prefix("sha256=")
+    .event_field("type")
+    .secrets(&[SecretSource::env("CONNECTOR_SECRET")]);
+
+/// One user action of an `actions` event.
+#[derive(Debug, Deserialize)]
+pub struct Action {
+    /// A short title.
+    pub title: String,
+    /// What happened.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The connector's `actions` event.
+#[derive(Debug, Deserialize)]
+pub struct ActionsPayload {
+    /// The session the actions belong to.
+    pub session_id: String,
+    /// The actions, oldest first.
+    pub actions: Vec<Action>,
+}
+
+/// The connector's `summary` event.
+#[derive(Debug, Deserialize)]
+pub struct SummaryPayload {
+    /// The session summarised.
+    pub session_id: String,
+    /// The summary text.
+    pub summary: String,
+}
+
+/// The connector's `actions` events.
+#[webhook(endpoint = CONNECTOR, event = "actions")]
+pub async fn on_actions(payload: Json<ActionsPayload>) -> hooksmith::Result {
+    for action in &payload.actions {
+        tracing::info!(session = %payload.session_id, title = %action.title, description = %action.description, "action");
+    }
+    Ok(())
+}
+
+/// The connector's `summary` events.
+#[webhook(endpoint = CONNECTOR, event = "summary")]
+pub async fn on_summary(payload: Json<SummaryPayload>) -> hooksmith::Result {
+    tracing::info!(session = %payload.session_id, summary = %payload.summary, "summary");
+    Ok(())
+}
+
+/// The quickstart's app: its handlers registered explicitly (so they are there however the
+/// binary is linked), configured from the environment.
+pub fn builder() -> Result<AppBuilder, hooksmith::Error> {
+    hooksmith::App::builder()
+        .handler::<pr_opened>()
+        .handler::<issue_event>()
+        .handler::<ping>()
+        .handler::<on_actions>()
+        .handler::<on_summary>()
+        .from_env()
+}

@@ -1,0 +1,447 @@
+//! The app: builder, router, workers, serving with graceful shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{any, get};
+use tokio::sync::{Notify, watch};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Error;
+use crate::extract::StateMap;
+use crate::__private::{Registered, Registration};
+use crate::registry::{self, EndpointRt, GeneratedSecret, HandlerRt, SecretLookup};
+use crate::store::{MemoryStore, Store};
+use crate::{admin, pipeline, worker};
+
+/// The default listening address of [`App::serve`].
+pub const DEFAULT_ADDR: &str = "127.0.0.1:3000";
+
+/// Tunables of the runtime.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) lease_ms: i64,
+    pub(crate) concurrency: usize,
+    pub(crate) shutdown_grace: Duration,
+}
+
+/// What requests and workers share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) endpoints: Vec<Arc<EndpointRt>>,
+    pub(crate) handlers: HashMap<&'static str, Arc<HandlerRt>>,
+    pub(crate) state: Arc<StateMap>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: Config,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) admin_token: Option<String>,
+}
+
+impl Shared {
+    pub(crate) fn wake_workers(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Builds an [`App`]: handlers, secrets, store, state. Start from [`App::builder`].
+#[must_use]
+pub struct AppBuilder {
+    registrations: Vec<Registration>,
+    collect: bool,
+    vars: HashMap<String, String>,
+    read_env: bool,
+    store: Option<Arc<dyn Store>>,
+    state: StateMap,
+    clock: Arc<dyn Clock>,
+    dev_secrets: bool,
+    admin_token: Option<String>,
+    addr: Option<String>,
+    disabled: Vec<String>,
+    config: Config,
+}
+
+impl std::fmt::Debug for AppBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppBuilder")
+            .field("registrations", &self.registrations.len())
+            .field("collect", &self.collect)
+            .field("vars", &self.vars.keys().collect::<Vec<_>>())
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for AppBuilder {
+    fn default() -> Self {
+        Self {
+            registrations: Vec::new(),
+            collect: true,
+            vars: HashMap::new(),
+            read_env: true,
+            store: None,
+            state: StateMap::new(),
+            clock: Arc::new(SystemClock),
+            dev_secrets: false,
+            admin_token: None,
+            addr: None,
+            disabled: Vec::new(),
+            config: Config {
+                lease_ms: 5 * 60 * 1000,
+                concurrency: 64,
+                shutdown_grace: Duration::from_secs(30),
+            },
+        }
+    }
+}
+
+impl AppBuilder {
+    /// Registers a `#[webhook]` handler explicitly, by the name of its function:
+    /// `.handler::<pr_opened>()`. Use it where `inventory` cannot collect (see the crate docs);
+    /// a handler registered both ways counts once.
+    pub fn handler<H: Registered>(mut self) -> Self {
+        self.registrations.push(H::REGISTRATION);
+        self
+    }
+
+    /// Uses only the handlers given with [`AppBuilder::handler`], not every `#[webhook]` linked
+    /// into the binary.
+    pub fn only_explicit_handlers(mut self) -> Self {
+        self.collect = false;
+        self
+    }
+
+    /// Sets a configuration variable (a secret's variable, `HOOKSMITH_*`) as if it were in the
+    /// environment; it wins over the environment.
+    pub fn var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
+    /// Reads nothing from the process environment: only [`AppBuilder::var`] values count.
+    pub fn ignore_env(mut self) -> Self {
+        self.read_env = false;
+        self
+    }
+
+    /// The store (default: [`MemoryStore`]).
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// A value handlers take as `State<S>`, looked up by type.
+    pub fn state<S: Clone + Send + Sync + 'static>(mut self, value: S) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// The clock used for timestamps, retries and leases.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Development mode: a secret whose variable is unset is generated and printed once, loudly,
+    /// with a ready-to-paste command, instead of stopping the app. Never use it in production.
+    pub fn dev_secrets(mut self, enabled: bool) -> Self {
+        self.dev_secrets = enabled;
+        self
+    }
+
+    /// Mounts the admin API under `/admin`, behind `Authorization: Bearer <token>`.
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.admin_token = Some(token.into());
+        self
+    }
+
+    /// The address [`App::serve`] listens on (default [`DEFAULT_ADDR`]).
+    pub fn addr(mut self, addr: impl Into<String>) -> Self {
+        self.addr = Some(addr.into());
+        self
+    }
+
+    /// Answers 404 on this endpoint path without a rebuild (`HOOKSMITH_DISABLED` lists paths too).
+    pub fn disable(mut self, path: impl Into<String>) -> Self {
+        self.disabled.push(path.into());
+        self
+    }
+
+    /// How many handler runs may be in flight at once (default 64).
+    pub fn concurrency(mut self, jobs: usize) -> Self {
+        self.config.concurrency = jobs.max(1);
+        self
+    }
+
+    /// How long a claimed job's lease lasts before another worker may run it (default 5 min).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.config.lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX).max(1);
+        self
+    }
+
+    /// How long shutdown waits for running handlers (default 30 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.config.shutdown_grace = grace;
+        self
+    }
+
+    /// Reads `HOOKSMITH_ADDR`, `HOOKSMITH_STORE`, `HOOKSMITH_ADMIN_TOKEN` and `HOOKSMITH_DISABLED`.
+    pub fn from_env(mut self) -> Result<Self, Error> {
+        if let Some(addr) = self.lookup("HOOKSMITH_ADDR") {
+            self.addr = Some(addr);
+        }
+        if let Some(token) = self.lookup("HOOKSMITH_ADMIN_TOKEN").filter(|t| !t.is_empty()) {
+            self.admin_token = Some(token);
+        }
+        if let Some(paths) = self.lookup("HOOKSMITH_DISABLED") {
+            self.disabled
+                .extend(paths.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned));
+        }
+        match self.lookup("HOOKSMITH_STORE").as_deref() {
+            None | Some("memory") => {}
+            Some(other) => {
+                let scheme = other.split(':').next().unwrap_or(other);
+                return Err(Error::Config(vec![format!(
+                    "HOOKSMITH_STORE=`{scheme}:…` is not yet supported by this version of hooksmith; use `memory`"
+                )]));
+            }
+        }
+        Ok(self)
+    }
+
+    fn lookup(&self, name: &str) -> Option<String> {
+        self.vars.get(name).cloned().or_else(|| {
+            if self.read_env {
+                std::env::var(name).ok()
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Validates everything and starts the workers. Must run inside a Tokio runtime.
+    pub fn build(self) -> Result<App, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let mut registrations = self.registrations.clone();
+        if self.collect {
+            registrations.extend(inventory::iter::<Registration>.into_iter().copied());
+        }
+        let var = |name: &str| self.lookup(name);
+        let lookup = SecretLookup {
+            var: &var,
+            generate_missing: self.dev_secrets,
+        };
+        let built = registry::build(registrations, &self.state, &lookup, &self.disabled)
+            .map_err(Error::Config)?;
+        let handlers = built
+            .endpoints
+            .iter()
+            .flat_map(|e| e.handlers.iter())
+            .map(|h| (h.name, h.clone()))
+            .collect();
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let shared = Arc::new(Shared {
+            store,
+            endpoints: built.endpoints,
+            handlers,
+            state: Arc::new(self.state),
+            clock: self.clock,
+            config: self.config,
+            wake: Arc::new(Notify::new()),
+            admin_token: self.admin_token,
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let worker = runtime.spawn(worker::run(
+            Arc::downgrade(&shared),
+            shared.wake.clone(),
+            stop_rx,
+            shared.config.concurrency,
+            shared.config.shutdown_grace,
+        ));
+        let router = router_for(&shared);
+        let addr = self.addr.unwrap_or_else(|| DEFAULT_ADDR.to_owned());
+        let app = App {
+            shared,
+            router,
+            addr,
+            generated: built.generated,
+            stop,
+            worker,
+        };
+        app.log_banner();
+        Ok(app)
+    }
+}
+
+fn router_for(shared: &Arc<Shared>) -> Router {
+    let mut router = Router::new().route("/healthz", get(|| async { "ok\n" }));
+    for endpoint in &shared.endpoints {
+        let (shared, ep) = (shared.clone(), endpoint.clone());
+        router = router.route(
+            endpoint.path,
+            any(move |request: http::Request<axum::body::Body>| {
+                pipeline::receive(shared.clone(), ep.clone(), request)
+            }),
+        );
+    }
+    if shared.admin_token.is_some() {
+        router = router.merge(admin::router(shared.clone()));
+    }
+    router
+}
+
+/// A built hooksmith app: its router, its workers, and the address it serves on.
+#[derive(Debug)]
+pub struct App {
+    shared: Arc<Shared>,
+    router: Router,
+    addr: String,
+    generated: Vec<GeneratedSecret>,
+    stop: watch::Sender<bool>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+impl App {
+    /// A builder that collects every `#[webhook]` in the binary and reads the environment.
+    pub fn builder() -> AppBuilder {
+        AppBuilder::default()
+    }
+
+    /// `App::builder().from_env()?.build()`.
+    pub fn from_env() -> Result<App, Error> {
+        Self::builder().from_env()?.build()
+    }
+
+    /// The app's axum router, to `merge` or `nest` into an existing app; the workers run as long
+    /// as the app or a router from it is alive.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The secrets development mode generated, as `(variable, value)`; print them to the one
+    /// person who needs them, never to a log.
+    pub fn generated_secrets(&self) -> Vec<(&'static str, &str)> {
+        self.generated.iter().map(|g| (g.var, g.value.as_str())).collect()
+    }
+
+    /// The headers that sign `body` for the endpoint at `path` with its first secret, as a
+    /// provider would send them; for tests and the development-mode banner.
+    pub fn sign(&self, path: &str, body: &[u8]) -> Option<Vec<(http::HeaderName, http::HeaderValue)>> {
+        let ep = self.shared.endpoints.iter().find(|e| e.path == path)?;
+        Some(ep.verifier.sign(body, self.shared.clock.now_ms().div_euclid(1000)))
+    }
+
+    /// The address `serve` listens on.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Binds the configured address and serves until SIGTERM or Ctrl+C, then stops accepting,
+    /// finishes in-flight requests and lets running handlers finish within the grace period.
+    pub async fn serve(self) -> Result<(), Error> {
+        let listener = tokio::net::TcpListener::bind(&self.addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: self.addr.clone(),
+                source,
+            })?;
+        self.serve_on(listener, shutdown_signal()).await
+    }
+
+    /// Serves on a bound listener until `shutdown` completes, then drains as [`App::serve`] does.
+    pub async fn serve_on(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let local: Option<SocketAddr> = listener.local_addr().ok();
+        tracing::info!(target: "hooksmith", addr = ?local, "listening");
+        axum::serve(listener, self.router.clone())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(Error::Serve)?;
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Stops the workers: no new job is claimed; running handlers get the grace period.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.worker.await;
+        tracing::info!(target: "hooksmith", "stopped");
+    }
+
+    fn log_banner(&self) {
+        let info = self.shared.store.info();
+        if self.shared.endpoints.is_empty() {
+            tracing::warn!(
+                target: "hooksmith",
+                "no #[webhook] handlers are registered: if your handlers live in another crate, make sure it is linked (use one of its items) or register them with `App::builder().handler::<name>()`"
+            );
+        }
+        for ep in &self.shared.endpoints {
+            let handlers: Vec<String> = ep
+                .handlers
+                .iter()
+                .map(|h| match h.ack {
+                    crate::Ack::Stored => h.name.to_owned(),
+                    crate::Ack::Handled => format!("{} (ack=handled)", h.name),
+                })
+                .collect();
+            tracing::info!(
+                target: "hooksmith",
+                route = ep.path,
+                name = ep.name.unwrap_or(""),
+                methods = %ep.allow.to_str().unwrap_or(""),
+                sig = ep.scheme,
+                secrets = ?ep.secret_names,
+                max_body = ep.max_body,
+                tolerance_secs = ep.tolerance_secs,
+                enabled = ep.enabled.load(std::sync::atomic::Ordering::Relaxed),
+                handlers = %handlers.join(", "),
+                "mounted"
+            );
+        }
+        if info.durable {
+            tracing::info!(target: "hooksmith", store = info.kind, "store is durable");
+        } else {
+            tracing::warn!(
+                target: "hooksmith",
+                store = info.kind,
+                "store is NOT durable: deliveries are lost when the process stops"
+            );
+        }
+    }
+}
+
+/// Builds the app from the environment and returns its router (see [`App::router`]).
+pub fn router() -> Result<Router, Error> {
+    // The router keeps the shared state alive; the workers stop when it is dropped.
+    Ok(App::from_env()?.router())
+}
+
+/// Completes on Ctrl+C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!(target: "hooksmith", "shutdown signal received");
+}

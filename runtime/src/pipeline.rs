@@ -1,0 +1,268 @@
+//! The request pipeline of one endpoint:
+//!
+//! ```text
+//! method (405) → size cap (413) → verify over raw bytes (401) → timestamp window (409)
+//! → envelope and routing fields (400) → match handlers → persist delivery + jobs (503 on failure)
+//! → duplicate (204) | ack = handled: run inline, answer its response | 204
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header, request::Parts};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use sha2::{Digest, Sha256};
+
+use crate::app::Shared;
+use crate::error::Rejection;
+use crate::registry::{EndpointRt, HandlerRt, Source};
+use crate::routing::{self, Scalar};
+use crate::scheme::SignedRequest;
+use crate::spec::Ack;
+use crate::store::{Ingest, NewDelivery, NewJob};
+use crate::worker;
+
+/// The longest idempotency key stored as is; longer keys are folded to their SHA-256.
+pub(crate) const MAX_KEY_LEN: usize = 255;
+
+/// Handles one request to an endpoint and logs one line about it.
+pub(crate) async fn receive(
+    shared: Arc<Shared>,
+    endpoint: Arc<EndpointRt>,
+    request: http::Request<Body>,
+) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let result = accept(&shared, &endpoint, parts, body).await;
+    let micros = started.elapsed().as_micros();
+    match result {
+        Ok(accepted) => {
+            tracing::info!(
+                target: "hooksmith::request",
+                endpoint = endpoint.path,
+                outcome = accepted.outcome,
+                status = accepted.response.status().as_u16(),
+                event = %accepted.event,
+                delivery_id = %accepted.delivery_id,
+                body_len = accepted.body_len,
+                latency_us = micros,
+            );
+            accepted.response
+        }
+        Err(rejection) => {
+            tracing::warn!(
+                target: "hooksmith::request",
+                endpoint = endpoint.path,
+                outcome = "rejected",
+                reason = rejection.reason(),
+                latency_us = micros,
+            );
+            rejection.into_response()
+        }
+    }
+}
+
+struct Accepted {
+    response: Response,
+    outcome: &'static str,
+    event: String,
+    delivery_id: String,
+    body_len: usize,
+}
+
+async fn accept(
+    shared: &Arc<Shared>,
+    ep: &EndpointRt,
+    parts: Parts,
+    body: Body,
+) -> Result<Accepted, Rejection> {
+    if !ep.enabled.load(Ordering::Relaxed) {
+        return Err(Rejection::NotFound);
+    }
+    if !ep.methods.contains(&parts.method) {
+        return Err(Rejection::MethodNotAllowed(ep.allow.clone()));
+    }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > ep.max_body) {
+        return Err(Rejection::TooLarge);
+    }
+    let limit = usize::try_from(ep.max_body).unwrap_or(usize::MAX);
+    let body: Bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(Rejection::TooLarge);
+        }
+        Err(_) => return Err(Rejection::Malformed("the body could not be read".into())),
+    };
+
+    let now_ms = shared.clock.now_ms();
+    let now_secs = now_ms.div_euclid(1000);
+    let verified = ep
+        .verifier
+        .verify(&SignedRequest {
+            headers: &parts.headers,
+            body: &body,
+            now_secs,
+        })
+        .map_err(|e| Rejection::Signature(e.reason()))?;
+    if let Some(timestamp) = verified.timestamp {
+        let skew = i128::from(now_secs) - i128::from(timestamp);
+        if skew.unsigned_abs() > u128::from(ep.tolerance_secs) {
+            return Err(Rejection::StaleTimestamp);
+        }
+    }
+
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let payload = routing::payload(&body, content_type, ep.form_payload).map_err(Rejection::Malformed)?;
+    let fields = routing::extract(&payload, &ep.plan).map_err(Rejection::Malformed)?;
+
+    let event = read(&ep.event, &fields, &parts.headers).unwrap_or_default();
+    let delivery_id = read(&ep.id, &fields, &parts.headers).unwrap_or_else(|| hex::encode(Sha256::digest(&body)));
+    let matched: Vec<&Arc<HandlerRt>> = ep
+        .handlers
+        .iter()
+        .filter(|h| handler_matches(h, &event, &fields, &parts.headers))
+        .collect();
+    drop(fields);
+
+    // The first matching `ack = "handled"` handler answers the request; the rest are queued.
+    let inline = matched.iter().position(|h| h.ack == Ack::Handled);
+    let lease_ms = shared.config.lease_ms;
+    let jobs = matched
+        .iter()
+        .enumerate()
+        .map(|(i, h)| NewJob {
+            handler: h.name.to_owned(),
+            max_attempts: h.retry.max.saturating_add(1),
+            claimed_for_ms: (Some(i) == inline).then_some(lease_ms),
+        })
+        .collect();
+    let key = idempotency_key(ep.path, None, &event, &delivery_id);
+    let body_len = body.len();
+    let new = NewDelivery {
+        key,
+        endpoint: ep.path.to_owned(),
+        connection: None,
+        event: event.clone(),
+        delivery_id: delivery_id.clone(),
+        headers: redacted_headers(&parts.headers, ep),
+        body,
+        received_at_ms: now_ms,
+        jobs,
+    };
+    let ingest = shared.store.ingest(new).await.map_err(|error| {
+        tracing::error!(target: "hooksmith::store", endpoint = ep.path, %error, "delivery not stored; answering 503");
+        Rejection::Unavailable
+    })?;
+    let accepted = |response: Response, outcome| Accepted {
+        response,
+        outcome,
+        event,
+        delivery_id,
+        body_len,
+    };
+    let (record_id, job_ids) = match ingest {
+        Ingest::Duplicate { .. } => {
+            return Ok(accepted(StatusCode::NO_CONTENT.into_response(), "duplicate"));
+        }
+        Ingest::Stored { id, jobs } => (id, jobs),
+    };
+    if job_ids.is_empty() {
+        return Ok(accepted(StatusCode::NO_CONTENT.into_response(), "unhandled"));
+    }
+    if job_ids.len() > usize::from(inline.is_some()) {
+        shared.wake_workers();
+    }
+    let Some(i) = inline else {
+        return Ok(accepted(StatusCode::NO_CONTENT.into_response(), "stored"));
+    };
+    let handler = matched[i].clone();
+    let response = match shared.store.get(record_id).await {
+        Ok(Some((_, record))) => {
+            let outcome = worker::run_once(shared, &handler, record, job_ids[i], 1).await;
+            outcome.response.unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+        // Stored but not readable back: the job's lease expires and a worker runs it.
+        _ => Rejection::Unavailable.into_response(),
+    };
+    Ok(accepted(response, "handled"))
+}
+
+fn read(source: &Source, fields: &[Option<Scalar<'_>>], headers: &HeaderMap) -> Option<String> {
+    match source {
+        Source::Header(name) => headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        Source::Field(slot) => fields[*slot].as_ref().and_then(Scalar::to_text),
+        Source::Absent => None,
+    }
+}
+
+fn handler_matches(h: &HandlerRt, event: &str, fields: &[Option<Scalar<'_>>], headers: &HeaderMap) -> bool {
+    let event_ok = h.events.is_empty()
+        || h.events.iter().any(|m| {
+            hooksmith_grammar::glob_matches(&m.event, event)
+                && m.action.as_deref().is_none_or(|action| {
+                    let found = h.action_slot.and_then(|slot| fields[slot].as_ref());
+                    matches!(found, Some(Scalar::Str(s)) if hooksmith_grammar::glob_matches(action, s))
+                })
+        });
+    event_ok && h.filter.as_ref().is_none_or(|f| f.matches(fields, headers))
+}
+
+/// `endpoint[:connection]:event:delivery-id`, folded to its hex SHA-256 when longer than 255
+/// characters (seed 002).
+pub(crate) fn idempotency_key(endpoint: &str, connection: Option<&str>, event: &str, id: &str) -> String {
+    let key = match connection {
+        Some(c) => format!("{endpoint}:{c}:{event}:{id}"),
+        None => format!("{endpoint}:{event}:{id}"),
+    };
+    if key.len() > MAX_KEY_LEN {
+        hex::encode(Sha256::digest(key.as_bytes()))
+    } else {
+        key
+    }
+}
+
+fn redacted_headers(headers: &HeaderMap, ep: &EndpointRt) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let value = if ep.redact.contains(name) {
+                "[redacted]".to_owned()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.as_str().to_owned(), value)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_clamped_by_folding() {
+        assert_eq!(idempotency_key("/h", None, "push", "abc"), "/h:push:abc");
+        assert_eq!(idempotency_key("/h", Some("acme"), "push", "abc"), "/h:acme:push:abc");
+        let long = "x".repeat(300);
+        let folded = idempotency_key("/h", None, "push", &long);
+        assert_eq!(folded.len(), 64);
+        assert_ne!(folded, idempotency_key("/h", None, "push", &"y".repeat(300)));
+        let edge = "x".repeat(MAX_KEY_LEN - "/h:push:".len());
+        assert_eq!(idempotency_key("/h", None, "push", &edge).len(), MAX_KEY_LEN);
+    }
+}

@@ -1,0 +1,485 @@
+//! Turns the registrations (collected by `inventory` or given explicitly) into validated
+//! endpoints: grouped by path, conflicts and duplicates refused with both locations named,
+//! secrets read, schemes built, filters compiled. Every problem is collected and reported at once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use http::{HeaderName, HeaderValue, Method};
+
+use crate::extract::StateMap;
+use crate::filter::Compiled;
+use crate::__private::{Registration, RunFn};
+use crate::routing::FieldPlan;
+use crate::scheme::{self, Params, Secret, Verifier};
+use crate::spec::{Ack, Endpoint, Retry};
+
+/// The default body limit when neither the endpoint nor its scheme sets one.
+pub(crate) const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+/// The default timestamp tolerance, in seconds.
+pub(crate) const DEFAULT_TOLERANCE_SECS: u64 = 300;
+
+/// Where an endpoint reads a routing value from.
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    Header(HeaderName),
+    Field(usize),
+    Absent,
+}
+
+/// One event pattern of a handler, with the action sugar split off.
+#[derive(Debug, Clone)]
+pub(crate) struct EventMatch {
+    pub(crate) event: String,
+    pub(crate) action: Option<String>,
+}
+
+/// A validated handler.
+#[derive(Debug)]
+pub(crate) struct HandlerRt {
+    pub(crate) name: &'static str,
+    pub(crate) events: Vec<EventMatch>,
+    pub(crate) action_slot: Option<usize>,
+    pub(crate) filter: Option<Compiled>,
+    pub(crate) ack: Ack,
+    pub(crate) retry: Retry,
+    pub(crate) run: RunFn,
+}
+
+/// A validated endpoint.
+#[derive(Debug)]
+pub(crate) struct EndpointRt {
+    pub(crate) path: &'static str,
+    pub(crate) name: Option<&'static str>,
+    pub(crate) scheme: &'static str,
+    pub(crate) verifier: Arc<dyn Verifier>,
+    pub(crate) secret_names: Vec<&'static str>,
+    pub(crate) methods: Vec<Method>,
+    pub(crate) allow: HeaderValue,
+    pub(crate) max_body: u64,
+    pub(crate) tolerance_secs: u64,
+    pub(crate) event: Source,
+    pub(crate) id: Source,
+    pub(crate) plan: FieldPlan,
+    pub(crate) form_payload: bool,
+    pub(crate) redact: Vec<HeaderName>,
+    pub(crate) handlers: Vec<Arc<HandlerRt>>,
+    pub(crate) enabled: AtomicBool,
+}
+
+/// How secrets are found while building.
+pub(crate) struct SecretLookup<'a> {
+    pub(crate) var: &'a dyn Fn(&str) -> Option<String>,
+    /// Generate a secret for an unset variable (the quickstart's development mode).
+    pub(crate) generate_missing: bool,
+}
+
+/// A secret generated in development mode, to print once.
+#[derive(Debug, Clone)]
+pub(crate) struct GeneratedSecret {
+    pub(crate) var: &'static str,
+    pub(crate) value: String,
+}
+
+/// The result of building.
+pub(crate) struct Built {
+    pub(crate) endpoints: Vec<Arc<EndpointRt>>,
+    pub(crate) generated: Vec<GeneratedSecret>,
+}
+
+fn location(r: &Registration) -> String {
+    format!("`{}` ({}:{})", r.name, r.file, r.line)
+}
+
+/// Sorts, de-duplicates and validates registrations.
+pub(crate) fn build(
+    registrations: Vec<Registration>,
+    state: &StateMap,
+    secrets: &SecretLookup<'_>,
+    disabled: &[String],
+) -> Result<Built, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut regs = registrations;
+    regs.sort_by(|a, b| (a.file, a.line, a.name).cmp(&(b.file, b.line, b.name)));
+    // The same function registered twice (inventory and explicitly) counts once.
+    regs.dedup_by(|a, b| (a.name, a.file, a.line, a.module) == (b.name, b.file, b.line, b.module));
+
+    let mut by_name: BTreeMap<&str, &Registration> = BTreeMap::new();
+    for r in &regs {
+        if let Some(first) = by_name.insert(r.name, r) {
+            errors.push(format!(
+                "two handlers are named `{}`: {} and {}; handler names identify jobs in the store, so rename one",
+                r.name,
+                location(first),
+                location(r)
+            ));
+        }
+    }
+
+    let mut groups: BTreeMap<&str, Vec<&Registration>> = BTreeMap::new();
+    for r in &regs {
+        groups.entry(r.endpoint.path).or_default().push(r);
+    }
+
+    let mut endpoints = Vec::new();
+    let mut generated = Vec::new();
+    for (path, group) in groups {
+        let first = group[0];
+        for other in &group[1..] {
+            let fields = differing_fields(&first.endpoint, &other.endpoint);
+            if !fields.is_empty() {
+                errors.push(format!(
+                    "handlers {} and {} share the endpoint `{path}` but set {} differently; endpoint settings must agree (share them with a `const` `hooksmith::Endpoint` and `endpoint = NAME`)",
+                    location(first),
+                    location(other),
+                    fields.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "),
+                ));
+            }
+        }
+        match endpoint(first, &group, state, secrets, &mut generated) {
+            Ok(ep) => {
+                if disabled.iter().any(|d| d == path) {
+                    ep.enabled.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+                endpoints.push(Arc::new(ep));
+            }
+            Err(mut problems) => errors.append(&mut problems),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Built {
+            endpoints,
+            generated,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+fn differing_fields(a: &Endpoint, b: &Endpoint) -> Vec<&'static str> {
+    let Endpoint {
+        path: _,
+        sig,
+        header,
+        prefix,
+        encoding,
+        secrets,
+        event_header,
+        event_field,
+        id_header,
+        id_field,
+        max_body,
+        tolerance_secs,
+        methods,
+        name,
+        enabled,
+    } = a;
+    let mut out = Vec::new();
+    let mut check = |same: bool, field: &'static str| {
+        if !same {
+            out.push(field);
+        }
+    };
+    check(*sig == b.sig, "sig");
+    check(*header == b.header, "header");
+    check(*prefix == b.prefix, "prefix");
+    check(*encoding == b.encoding, "encoding");
+    check(*secrets == b.secrets, "secret");
+    check(*event_header == b.event_header, "event_header");
+    check(*event_field == b.event_field, "event_field");
+    check(*id_header == b.id_header, "id_header");
+    check(*id_field == b.id_field, "id_field");
+    check(*max_body == b.max_body, "max_body");
+    check(*tolerance_secs == b.tolerance_secs, "tolerance");
+    check(*methods == b.methods, "methods");
+    check(*name == b.name, "name");
+    check(*enabled == b.enabled, "enabled");
+    out
+}
+
+fn endpoint(
+    first: &Registration,
+    group: &[&Registration],
+    state: &StateMap,
+    lookup: &SecretLookup<'_>,
+    generated: &mut Vec<GeneratedSecret>,
+) -> Result<EndpointRt, Vec<String>> {
+    let e = &first.endpoint;
+    let at = location(first);
+    let path = e.path;
+    let mut errors = Vec::new();
+
+    if let Err(err) = hooksmith_grammar::check_route(path) {
+        errors.push(format!("{at}: {}", err.message));
+    }
+    if path.contains(hooksmith_grammar::CONNECTION_PARAM) {
+        errors.push(format!(
+            "{at}: per-tenant endpoints (`{}` in `{path}`) are not yet supported by this version of hooksmith",
+            hooksmith_grammar::CONNECTION_PARAM
+        ));
+    }
+    let scheme = match scheme::lookup(e.sig) {
+        Ok(s) => s,
+        Err(message) => {
+            let hint = if e.sig.is_empty() {
+                "no signature scheme: set `sig = \"...\"` (or `.sig(..)` on the const endpoint); write `sig = \"none\"` to accept unsigned deliveries".to_owned()
+            } else {
+                message
+            };
+            errors.push(format!("{at}: endpoint `{path}`: {hint}"));
+            return Err(errors);
+        }
+    };
+    let d = scheme.defaults;
+
+    // Secrets.
+    let sources: Vec<(&'static str, bool)> = if !scheme.needs_secret {
+        if !e.secrets.is_empty() {
+            errors.push(format!(
+                "{at}: endpoint `{path}` has `sig = \"none\"` and a secret; remove the secret or choose a scheme"
+            ));
+        }
+        Vec::new()
+    } else if e.secrets.is_empty() {
+        vec![(d.secret_env.unwrap_or_else(|| default_secret_env(path)), false)]
+    } else {
+        e.secrets.iter().map(|s| (s.env, s.optional)).collect()
+    };
+    let mut secret_values = Vec::new();
+    for (var, optional) in &sources {
+        match (lookup.var)(var) {
+            Some(value) if value.is_empty() => errors.push(format!(
+                "{at}: the secret in `{var}` for `{path}` is empty"
+            )),
+            Some(value) if value.trim() != value => errors.push(format!(
+                "{at}: the secret in `{var}` for `{path}` starts or ends with whitespace; remove it (a copied newline is the usual cause)"
+            )),
+            Some(value) => secret_values.push(Secret::new(value)),
+            None if *optional => {}
+            None if lookup.generate_missing => {
+                let value = random_secret();
+                secret_values.push(Secret::new(value.clone()));
+                generated.push(GeneratedSecret { var, value });
+            }
+            None => errors.push(format!(
+                "{at}: endpoint `{path}` (sig = \"{}\") needs a secret: set the environment variable `{var}`; to accept unsigned deliveries write `sig = \"none\"`",
+                scheme.name
+            )),
+        }
+    }
+    if scheme.needs_secret && secret_values.is_empty() && errors.is_empty() {
+        errors.push(format!("{at}: endpoint `{path}` has no secret set"));
+    }
+
+    let params = Params {
+        header: e.header,
+        prefix: e.prefix,
+        encoding: e.encoding,
+    };
+    let verifier = if errors.is_empty() {
+        match (scheme.build)(&params, secret_values) {
+            Ok(v) => Some(v),
+            Err(message) => {
+                errors.push(format!("{at}: endpoint `{path}`: {message}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    // Methods.
+    let method_names: &[&str] = if e.methods.is_empty() { &["POST"] } else { e.methods };
+    let mut methods = Vec::new();
+    for m in method_names {
+        let upper = m.to_ascii_uppercase();
+        if hooksmith_grammar::METHODS.contains(&upper.as_str()) {
+            methods.extend(Method::from_bytes(upper.as_bytes()).ok());
+        } else {
+            errors.push(format!(
+                "{at}: unsupported method `{m}`; expected one of {}",
+                hooksmith_grammar::METHODS.join(", ")
+            ));
+        }
+    }
+    let allow = HeaderValue::from_str(
+        &methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", "),
+    )
+    .unwrap_or_else(|_| HeaderValue::from_static("POST"));
+
+    // Routing fields.
+    let mut plan = FieldPlan::default();
+    let mut source = |header: Option<&str>, field: Option<&str>, what: &str, errors: &mut Vec<String>| {
+        if let Some(h) = header {
+            match HeaderName::try_from(h) {
+                Ok(name) => return Source::Header(name),
+                Err(_) => errors.push(format!("{at}: `{h}` is not a valid {what} header name")),
+            }
+        }
+        if let Some(f) = field {
+            match hooksmith_grammar::parse_json_path(f) {
+                Ok(segments) => return Source::Field(plan.add(&segments)),
+                Err(err) => errors.push(format!("{at}: {what} field: {}", err.message)),
+            }
+        }
+        Source::Absent
+    };
+    let (event_header, event_field) = if e.event_header.is_some() || e.event_field.is_some() {
+        (e.event_header, e.event_field)
+    } else {
+        (d.event_header, d.event_field)
+    };
+    let (id_header, id_field) = if e.id_header.is_some() || e.id_field.is_some() {
+        (e.id_header, e.id_field)
+    } else {
+        (d.id_header, d.id_field)
+    };
+    let event = source(event_header, event_field, "event", &mut errors);
+    let id = source(id_header, id_field, "delivery id", &mut errors);
+
+    let mut handlers = Vec::new();
+    for r in group {
+        let at = location(r);
+        let mut events = Vec::new();
+        let mut wants_action = false;
+        for pattern in r.events {
+            if let Err(err) = hooksmith_grammar::check_event_pattern(pattern) {
+                errors.push(format!("{at}: {}", err.message));
+            }
+            let split = d.action_field.and_then(|_| pattern.split_once('.'));
+            events.push(match split {
+                Some((event, action)) => {
+                    wants_action = true;
+                    EventMatch {
+                        event: event.to_owned(),
+                        action: Some(action.to_owned()),
+                    }
+                }
+                None => EventMatch {
+                    event: (*pattern).to_owned(),
+                    action: None,
+                },
+            });
+        }
+        if !events.is_empty() && matches!(event, Source::Absent) {
+            errors.push(format!(
+                "{at}: takes `event = ...`, but endpoint `{path}` has no event source; set `event_header = \"...\"` or `event_field = \"...\"`"
+            ));
+        }
+        let action_slot = match (wants_action, d.action_field) {
+            (true, Some(field)) => Some(plan.add(&[field])),
+            _ => None,
+        };
+        let filter = match r.filter.map(|f| Compiled::new(f, &mut plan)).transpose() {
+            Ok(f) => f,
+            Err(message) => {
+                errors.push(format!("{at}: {message}"));
+                None
+            }
+        };
+        if let Err(message) = (r.check)(state) {
+            errors.push(format!("{at}: {message}"));
+        }
+        handlers.push(Arc::new(HandlerRt {
+            name: r.name,
+            events,
+            action_slot,
+            filter,
+            ack: r.ack,
+            retry: r.retry,
+            run: r.run,
+        }));
+    }
+
+    let mut redact: Vec<HeaderName> = ALWAYS_REDACTED
+        .iter()
+        .map(|h| HeaderName::from_static(h))
+        .collect();
+    redact.extend(e.header.and_then(|h| HeaderName::try_from(h).ok()));
+
+    match verifier {
+        Some(verifier) if errors.is_empty() => Ok(EndpointRt {
+            path,
+            name: e.name,
+            scheme: scheme.name,
+            verifier,
+            secret_names: sources.iter().map(|(v, _)| *v).collect(),
+            methods,
+            allow,
+            max_body: e.max_body.or(d.max_body).unwrap_or(DEFAULT_MAX_BODY),
+            tolerance_secs: e.tolerance_secs.unwrap_or(DEFAULT_TOLERANCE_SECS),
+            event,
+            id,
+            plan,
+            form_payload: d.form_payload,
+            redact,
+            handlers,
+            enabled: AtomicBool::new(e.enabled),
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Headers whose values are never stored, logged or shown.
+const ALWAYS_REDACTED: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-hub-signature",
+    "x-hub-signature-256",
+    "stripe-signature",
+    "webhook-signature",
+    "svix-signature",
+    "x-slack-signature",
+    "x-shopify-hmac-sha256",
+    "x-gitlab-token",
+    "linear-signature",
+    "x-twilio-signature",
+    "x-signature-ed25519",
+];
+
+/// `HOOKSMITH_SECRET_` and the path in upper case, `/` and other punctuation as `_`:
+/// `/events` → `HOOKSMITH_SECRET_EVENTS`, `/hooks/acme-ci` → `HOOKSMITH_SECRET_HOOKS_ACME_CI`.
+pub(crate) fn default_secret_env(path: &str) -> &'static str {
+    let mut name = String::from("HOOKSMITH_SECRET");
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        name.push('_');
+        name.extend(segment.chars().map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        }));
+    }
+    // Built once per endpoint at startup; kept for the life of the app.
+    Box::leak(name.into_boxed_str())
+}
+
+/// 32 random bytes as hex, from the OS's generator.
+pub(crate) fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: fall back to a fresh fastrand seed mixed per byte.
+        bytes.iter_mut().for_each(|b| *b = fastrand::u8(..));
+    }
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_secret_names_follow_the_path() {
+        assert_eq!(default_secret_env("/events"), "HOOKSMITH_SECRET_EVENTS");
+        assert_eq!(default_secret_env("/hooks/acme-ci"), "HOOKSMITH_SECRET_HOOKS_ACME_CI");
+    }
+
+    #[test]
+    fn random_secrets_differ() {
+        assert_ne!(random_secret(), random_secret());
+        assert_eq!(random_secret().len(), 64);
+    }
+}

@@ -1,0 +1,276 @@
+//! The in-memory store: for tests and demos. Nothing survives the process.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{
+    ClaimedJob, DeliveryQuery, DeliveryStatus, DeliverySummary, Ingest, JobResult, JobStatus,
+    JobSummary, NewDelivery, Store, StoreError, StoreFuture, StoreInfo, StoredDelivery,
+};
+
+/// A [`Store`] that keeps everything in memory. Not durable: the startup banner says so.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_id: i64,
+    deliveries: BTreeMap<i64, Entry>,
+    keys: HashMap<String, i64>,
+    jobs: HashMap<i64, Job>,
+    /// Unclaimed jobs by due time.
+    due: BTreeSet<(i64, i64)>,
+    /// Claimed jobs by lease expiry.
+    leased: BTreeSet<(i64, i64)>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    record: Arc<StoredDelivery>,
+    jobs: Vec<i64>,
+}
+
+#[derive(Debug)]
+struct Job {
+    delivery: i64,
+    handler: String,
+    status: JobStatus,
+    attempts: u32,
+    max_attempts: u32,
+    last_error: Option<String>,
+    next_at: i64,
+    lease_until: i64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        self.inner
+            .lock()
+            .map_err(|_| StoreError("memory store lock poisoned".into()))
+    }
+}
+
+impl Inner {
+    fn id(&mut self) -> i64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn summary(&self, entry: &Entry) -> DeliverySummary {
+        let handlers: Vec<JobSummary> = entry
+            .jobs
+            .iter()
+            .filter_map(|id| self.jobs.get(id).map(|job| (id, job)))
+            .map(|(&id, job)| JobSummary {
+                id,
+                name: job.handler.clone(),
+                status: job.status,
+                attempts: job.attempts,
+                last_error: job.last_error.clone(),
+                next_attempt_at_ms: (job.status == JobStatus::Retrying).then_some(job.next_at),
+            })
+            .collect();
+        let r = &entry.record;
+        DeliverySummary {
+            id: r.id,
+            delivery_id: r.delivery_id.clone(),
+            endpoint: r.endpoint.clone(),
+            event: r.event.clone(),
+            status: DeliveryStatus::from_jobs(handlers.iter().map(|h| h.status)),
+            received_at_ms: r.received_at_ms,
+            handlers,
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn info(&self) -> StoreInfo {
+        StoreInfo {
+            kind: "memory",
+            durable: false,
+        }
+    }
+
+    fn ingest(&self, new: NewDelivery) -> StoreFuture<'_, Ingest> {
+        Box::pin(async move {
+            let mut inner = self.lock()?;
+            if let Some(&id) = inner.keys.get(&new.key) {
+                return Ok(Ingest::Duplicate { id });
+            }
+            let id = inner.id();
+            let mut job_ids = Vec::with_capacity(new.jobs.len());
+            for job in new.jobs {
+                let job_id = inner.id();
+                let (status, attempts, lease_until) = match job.claimed_for_ms {
+                    Some(lease) => (JobStatus::Running, 1, new.received_at_ms.saturating_add(lease)),
+                    None => (JobStatus::Pending, 0, 0),
+                };
+                if status == JobStatus::Pending {
+                    inner.due.insert((new.received_at_ms, job_id));
+                } else {
+                    inner.leased.insert((lease_until, job_id));
+                }
+                inner.jobs.insert(
+                    job_id,
+                    Job {
+                        delivery: id,
+                        handler: job.handler,
+                        status,
+                        attempts,
+                        max_attempts: job.max_attempts,
+                        last_error: None,
+                        next_at: new.received_at_ms,
+                        lease_until,
+                    },
+                );
+                job_ids.push(job_id);
+            }
+            let record = Arc::new(StoredDelivery {
+                id,
+                key: new.key.clone(),
+                endpoint: new.endpoint,
+                connection: new.connection,
+                event: new.event,
+                delivery_id: new.delivery_id,
+                headers: new.headers,
+                body: new.body,
+                received_at_ms: new.received_at_ms,
+            });
+            inner.keys.insert(new.key, id);
+            inner.deliveries.insert(
+                id,
+                Entry {
+                    record,
+                    jobs: job_ids.clone(),
+                },
+            );
+            Ok(Ingest::Stored { id, jobs: job_ids })
+        })
+    }
+
+    fn claim(&self, limit: usize, lease_ms: i64, now_ms: i64) -> StoreFuture<'_, Vec<ClaimedJob>> {
+        Box::pin(async move {
+            let mut inner = self.lock()?;
+            let mut ids = Vec::new();
+            while ids.len() < limit {
+                match inner.due.first().copied() {
+                    Some((at, id)) if at <= now_ms => {
+                        inner.due.remove(&(at, id));
+                        ids.push(id);
+                    }
+                    _ => break,
+                }
+            }
+            while ids.len() < limit {
+                match inner.leased.first().copied() {
+                    Some((until, id)) if until <= now_ms => {
+                        inner.leased.remove(&(until, id));
+                        ids.push(id);
+                    }
+                    _ => break,
+                }
+            }
+            let mut claimed = Vec::with_capacity(ids.len());
+            for id in ids {
+                let lease_until = now_ms.saturating_add(lease_ms);
+                let Some(job) = inner.jobs.get_mut(&id) else { continue };
+                job.status = JobStatus::Running;
+                job.attempts += 1;
+                job.lease_until = lease_until;
+                let (delivery, handler, attempt, max_attempts) =
+                    (job.delivery, job.handler.clone(), job.attempts, job.max_attempts);
+                inner.leased.insert((lease_until, id));
+                if let Some(entry) = inner.deliveries.get(&delivery) {
+                    claimed.push(ClaimedJob {
+                        id,
+                        delivery: entry.record.clone(),
+                        handler,
+                        attempt,
+                        max_attempts,
+                    });
+                }
+            }
+            Ok(claimed)
+        })
+    }
+
+    fn next_due(&self) -> StoreFuture<'_, Option<i64>> {
+        Box::pin(async move {
+            let inner = self.lock()?;
+            let due = inner.due.first().map(|&(at, _)| at);
+            let lease = inner.leased.first().map(|&(at, _)| at);
+            Ok(due.into_iter().chain(lease).min())
+        })
+    }
+
+    fn finish(&self, id: i64, result: JobResult, _now_ms: i64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut inner = self.lock()?;
+            let Some(job) = inner.jobs.get_mut(&id) else {
+                return Err(StoreError(format!("no job {id}")));
+            };
+            let lease = (job.lease_until, id);
+            let mut requeue = None;
+            match result {
+                JobResult::Succeeded => {
+                    job.status = JobStatus::Succeeded;
+                }
+                JobResult::Failed { error, retry_at_ms } => {
+                    job.last_error = Some(error);
+                    match retry_at_ms {
+                        Some(at) => {
+                            job.status = JobStatus::Retrying;
+                            job.next_at = at;
+                            requeue = Some((at, id));
+                        }
+                        None => job.status = JobStatus::Dead,
+                    }
+                }
+            }
+            inner.leased.remove(&lease);
+            if let Some(due) = requeue {
+                inner.due.insert(due);
+            }
+            Ok(())
+        })
+    }
+
+    fn list<'a>(&'a self, query: &'a DeliveryQuery) -> StoreFuture<'a, Vec<DeliverySummary>> {
+        Box::pin(async move {
+            let inner = self.lock()?;
+            let upper = query.before.unwrap_or(i64::MAX);
+            let summaries = inner
+                .deliveries
+                .range(..upper)
+                .rev()
+                .filter(|(_, e)| {
+                    let r = &e.record;
+                    query.endpoint.as_ref().is_none_or(|v| *v == r.endpoint)
+                        && query.event.as_ref().is_none_or(|v| *v == r.event)
+                        && query.delivery_id.as_ref().is_none_or(|v| *v == r.delivery_id)
+                })
+                .map(|(_, e)| inner.summary(e))
+                .filter(|s| query.status.is_none_or(|status| status == s.status))
+                .take(query.limit)
+                .collect();
+            Ok(summaries)
+        })
+    }
+
+    fn get(&self, id: i64) -> StoreFuture<'_, Option<(DeliverySummary, Arc<StoredDelivery>)>> {
+        Box::pin(async move {
+            let inner = self.lock()?;
+            Ok(inner
+                .deliveries
+                .get(&id)
+                .map(|e| (inner.summary(e), e.record.clone())))
+        })
+    }
+}

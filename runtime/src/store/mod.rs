@@ -1,0 +1,301 @@
+//! Where deliveries and handler jobs live: the [`Store`] trait and its backends.
+//!
+//! A backend must keep three promises, which the pipeline and the workers rely on:
+//!
+//! 1. [`Store::ingest`] writes the delivery, its idempotency key and one job per matched handler
+//!    in one transaction, and returns only once they are stored: the 2xx is sent after it.
+//! 2. A job is run by whoever [`Store::claim`]ed it, under a lease; a lease that expires (the
+//!    instance died) makes the job claimable again, so nothing is silently dropped.
+//! 3. Each transition is stored before it is reported.
+
+mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+pub use memory::MemoryStore;
+
+/// A boxed future borrowing the store.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A store operation failed; the request is answered 503 with `Retry-After`.
+#[derive(Debug, thiserror::Error)]
+#[error("store error: {0}")]
+pub struct StoreError(pub String);
+
+/// A delivery as stored: the raw body byte-exact, headers with secrets redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDelivery {
+    /// The store's id.
+    pub id: i64,
+    /// The idempotency key.
+    pub key: String,
+    /// The endpoint path.
+    pub endpoint: String,
+    /// The tenant connection, on `{connection}` endpoints.
+    pub connection: Option<String>,
+    /// The provider's event name.
+    pub event: String,
+    /// The provider's delivery id.
+    pub delivery_id: String,
+    /// Header names (lowercase) and values, signature and authorization values redacted.
+    pub headers: Vec<(String, String)>,
+    /// The body as received.
+    pub body: Bytes,
+    /// When it was received, in milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+}
+
+/// A delivery to store, with the jobs of the handlers it matched.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    /// The idempotency key (unique).
+    pub key: String,
+    /// The endpoint path.
+    pub endpoint: String,
+    /// The tenant connection.
+    pub connection: Option<String>,
+    /// The event name.
+    pub event: String,
+    /// The provider's delivery id.
+    pub delivery_id: String,
+    /// Redacted headers.
+    pub headers: Vec<(String, String)>,
+    /// The raw body.
+    pub body: Bytes,
+    /// Reception time, in milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+    /// One job per matched handler; none makes the delivery `unhandled`.
+    pub jobs: Vec<NewJob>,
+}
+
+/// A handler job to create with a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// The handler's name.
+    pub handler: String,
+    /// Attempts allowed in all (first run and retries).
+    pub max_attempts: u32,
+    /// `Some(lease)`: the job is created already claimed by the caller (its first attempt runs
+    /// inside the request, for `ack = "handled"`), leased for that many milliseconds.
+    pub claimed_for_ms: Option<i64>,
+}
+
+/// What [`Store::ingest`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingest {
+    /// Stored as new; the ids of its jobs, in the order given.
+    Stored {
+        /// The delivery's id.
+        id: i64,
+        /// The jobs' ids.
+        jobs: Vec<i64>,
+    },
+    /// The key was already stored: nothing was written.
+    Duplicate {
+        /// The id of the delivery that holds the key.
+        id: i64,
+    },
+}
+
+/// A job handed to a worker, under a lease.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    /// The job's id.
+    pub id: i64,
+    /// Its delivery.
+    pub delivery: Arc<StoredDelivery>,
+    /// The handler to run.
+    pub handler: String,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// Attempts allowed in all.
+    pub max_attempts: u32,
+}
+
+/// How a job's run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    /// The handler succeeded.
+    Succeeded,
+    /// The handler failed; `retry_at_ms: None` makes the job `dead`.
+    Failed {
+        /// The recorded error.
+        error: String,
+        /// When to try again, in milliseconds since the Unix epoch.
+        retry_at_ms: Option<i64>,
+    },
+}
+
+/// A delivery's state (seed 002's receipt states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Stored, no handler has run yet.
+    Received,
+    /// Handlers are running or retrying.
+    Dispatched,
+    /// Every matched handler succeeded.
+    Acknowledged,
+    /// No handler matched.
+    Unhandled,
+    /// A handler exhausted its retries.
+    Dead,
+}
+
+/// A handler job's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for its first run.
+    Pending,
+    /// Claimed by a worker.
+    Running,
+    /// Failed, waiting for its next attempt.
+    Retrying,
+    /// Succeeded.
+    Succeeded,
+    /// Failed for good.
+    Dead,
+}
+
+impl DeliveryStatus {
+    /// The delivery's state given its jobs' states.
+    pub fn from_jobs(jobs: impl IntoIterator<Item = JobStatus>) -> Self {
+        let (mut any, mut all_pending, mut all_succeeded, mut dead) = (false, true, true, false);
+        for status in jobs {
+            any = true;
+            all_pending &= status == JobStatus::Pending;
+            all_succeeded &= status == JobStatus::Succeeded;
+            dead |= status == JobStatus::Dead;
+        }
+        match () {
+            _ if !any => Self::Unhandled,
+            _ if dead => Self::Dead,
+            _ if all_succeeded => Self::Acknowledged,
+            _ if all_pending => Self::Received,
+            _ => Self::Dispatched,
+        }
+    }
+
+    /// Parses the snake_case name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "received" => Self::Received,
+            "dispatched" => Self::Dispatched,
+            "acknowledged" => Self::Acknowledged,
+            "unhandled" => Self::Unhandled,
+            "dead" => Self::Dead,
+            _ => return None,
+        })
+    }
+}
+
+/// One handler job of a delivery, as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobSummary {
+    /// The job's id.
+    #[serde(skip)]
+    pub id: i64,
+    /// The handler's name.
+    pub name: String,
+    /// Its state.
+    pub status: JobStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+    /// When the next attempt is due, for retrying jobs.
+    pub next_attempt_at_ms: Option<i64>,
+}
+
+/// A delivery and its jobs, as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliverySummary {
+    /// The store's id.
+    pub id: i64,
+    /// The provider's delivery id.
+    pub delivery_id: String,
+    /// The endpoint path.
+    pub endpoint: String,
+    /// The event name.
+    pub event: String,
+    /// Its state.
+    pub status: DeliveryStatus,
+    /// Reception time, milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+    /// Its handler jobs.
+    pub handlers: Vec<JobSummary>,
+}
+
+/// Which deliveries to list, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryQuery {
+    /// Only this endpoint path.
+    pub endpoint: Option<String>,
+    /// Only this state.
+    pub status: Option<DeliveryStatus>,
+    /// Only this event name.
+    pub event: Option<String>,
+    /// Only this provider delivery id.
+    pub delivery_id: Option<String>,
+    /// Only ids below this one (paging).
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// How a store describes itself in the startup banner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreInfo {
+    /// `memory`, `sqlite`, `postgres`.
+    pub kind: &'static str,
+    /// Whether a 2xx survives a restart of the process.
+    pub durable: bool,
+}
+
+/// Storage for deliveries and handler jobs.
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Describes the backend.
+    fn info(&self) -> StoreInfo;
+
+    /// Stores a delivery with its key and jobs in one transaction, unless the key is known.
+    fn ingest(&self, delivery: NewDelivery) -> StoreFuture<'_, Ingest>;
+
+    /// Claims up to `limit` due jobs (pending or retrying and due, or running with an expired
+    /// lease) for `lease_ms`; each claim counts one attempt.
+    fn claim(&self, limit: usize, lease_ms: i64, now_ms: i64) -> StoreFuture<'_, Vec<ClaimedJob>>;
+
+    /// When the next unclaimed job becomes due, if any.
+    fn next_due(&self) -> StoreFuture<'_, Option<i64>>;
+
+    /// Records how a claimed job's run ended.
+    fn finish(&self, job: i64, result: JobResult, now_ms: i64) -> StoreFuture<'_, ()>;
+
+    /// Lists deliveries, newest first.
+    fn list<'a>(&'a self, query: &'a DeliveryQuery) -> StoreFuture<'a, Vec<DeliverySummary>>;
+
+    /// One delivery with its record.
+    fn get(&self, id: i64) -> StoreFuture<'_, Option<(DeliverySummary, Arc<StoredDelivery>)>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_status_follows_its_jobs() {
+        use JobStatus::*;
+        assert_eq!(DeliveryStatus::from_jobs([]), DeliveryStatus::Unhandled);
+        assert_eq!(DeliveryStatus::from_jobs([Pending, Pending]), DeliveryStatus::Received);
+        assert_eq!(DeliveryStatus::from_jobs([Succeeded, Pending]), DeliveryStatus::Dispatched);
+        assert_eq!(DeliveryStatus::from_jobs([Running]), DeliveryStatus::Dispatched);
+        assert_eq!(DeliveryStatus::from_jobs([Succeeded, Succeeded]), DeliveryStatus::Acknowledged);
+        assert_eq!(DeliveryStatus::from_jobs([Succeeded, Dead]), DeliveryStatus::Dead);
+        assert_eq!(DeliveryStatus::from_jobs([Retrying, Dead]), DeliveryStatus::Dead);
+    }
+}

@@ -1,0 +1,199 @@
+//! The workers: claim due jobs under a lease, run each handler in its own task (so a panic is
+//! caught and counted as a failure), and record success, a retry with backoff and full jitter, or
+//! `dead`.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::HandlerError;
+use crate::app::Shared;
+use crate::extract::Context;
+use crate::outcome::Outcome;
+use crate::registry::HandlerRt;
+use crate::routing;
+use crate::store::{ClaimedJob, JobResult, StoredDelivery};
+
+/// The longest a worker sleeps before looking for due jobs again.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Runs jobs until `stop` turns true or the app is dropped; then waits up to `grace` for the
+/// handlers already running.
+pub(crate) async fn run(
+    shared: Weak<Shared>,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+    concurrency: usize,
+    grace: Duration,
+) {
+    let permits = Arc::new(Semaphore::new(concurrency));
+    // Once the app's stop handle is dropped, only dropping the app itself stops the worker.
+    let mut stoppable = true;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let Some(app) = shared.upgrade() else { break };
+        let free = permits.available_permits();
+        let claimed = if free == 0 {
+            Vec::new()
+        } else {
+            let now = app.clock.now_ms();
+            match app.store.claim(free, app.config.lease_ms, now).await {
+                Ok(jobs) => jobs,
+                Err(error) => {
+                    tracing::error!(target: "hooksmith::worker", %error, "claiming jobs failed");
+                    Vec::new()
+                }
+            }
+        };
+        let busy = !claimed.is_empty();
+        for job in claimed {
+            let Ok(permit) = permits.clone().acquire_owned().await else { break };
+            let app = app.clone();
+            tokio::spawn(async move {
+                run_claimed(&app, job).await;
+                drop(permit);
+            });
+        }
+        if busy && permits.available_permits() > 0 {
+            continue;
+        }
+        let sleep = match app.store.next_due().await {
+            Ok(Some(at)) => {
+                let wait = at.saturating_sub(app.clock.now_ms()).max(0);
+                Duration::from_millis(wait.unsigned_abs()).min(IDLE_POLL)
+            }
+            _ => IDLE_POLL,
+        };
+        drop(app);
+        if permits.available_permits() == 0 {
+            // Every slot is busy: wait for one to free up (or a poll interval).
+            let _ = tokio::time::timeout(IDLE_POLL, permits.clone().acquire_owned()).await;
+            continue;
+        }
+        let stop_changed = async {
+            if stoppable {
+                stop.changed().await.is_ok()
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(sleep) => {}
+            handle_alive = stop_changed => stoppable = handle_alive,
+        }
+    }
+    // Drain: wait for running handlers to finish within the grace period.
+    let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+    if tokio::time::timeout(grace, permits.acquire_many(all)).await.is_err() {
+        tracing::warn!(
+            target: "hooksmith::worker",
+            "handlers still running after the shutdown grace period; their leases expire and they run again"
+        );
+    }
+}
+
+async fn run_claimed(shared: &Arc<Shared>, job: ClaimedJob) {
+    let Some(handler) = shared.handlers.get(job.handler.as_str()).cloned() else {
+        let error = format!("no handler named `{}` in this build", job.handler);
+        tracing::error!(target: "hooksmith::worker", job = job.id, %error);
+        let retry_at = shared.clock.now_ms().saturating_add(60_000);
+        let result = JobResult::Failed {
+            error,
+            retry_at_ms: Some(retry_at),
+        };
+        finish(shared, job.id, result).await;
+        return;
+    };
+    run_once(shared, &handler, job.delivery, job.id, job.attempt).await;
+}
+
+/// Runs one attempt of a claimed job and records how it ended; returns the outcome (with the
+/// response of an `ack = "handled"` handler).
+pub(crate) async fn run_once(
+    shared: &Arc<Shared>,
+    handler: &HandlerRt,
+    record: Arc<StoredDelivery>,
+    job: i64,
+    attempt: u32,
+) -> Outcome {
+    let span = tracing::info_span!(
+        "hooksmith.handler",
+        handler = handler.name,
+        endpoint = %record.endpoint,
+        event = %record.event,
+        delivery_id = %record.delivery_id,
+        attempt,
+    );
+    let _enter = span.enter();
+    let content_type = record
+        .headers
+        .iter()
+        .find(|(name, _)| name == "content-type")
+        .map(|(_, v)| v.as_str());
+    let form = shared
+        .endpoints
+        .iter()
+        .find(|e| e.path == record.endpoint)
+        .is_some_and(|e| e.form_payload);
+    let outcome = match routing::payload(&record.body, content_type, form) {
+        Err(error) => Outcome::failed(HandlerError::new(error)),
+        Ok(payload) => {
+            let cx = Context {
+                record: record.clone(),
+                payload,
+                attempt,
+                handler: handler.name,
+                state: shared.state.clone(),
+            };
+            match tokio::spawn((handler.run)(cx)).await {
+                Ok(outcome) => outcome,
+                Err(join) => Outcome::failed(HandlerError::from_join(join)),
+            }
+        }
+    };
+    let result = match &outcome.result {
+        Ok(()) => {
+            tracing::info!(target: "hooksmith::handler", "handler succeeded");
+            JobResult::Succeeded
+        }
+        Err(error) => {
+            let max_attempts = handler.retry.max.saturating_add(1);
+            let retry_at_ms = (!error.is_permanent() && attempt < max_attempts).then(|| {
+                let ceiling = handler.retry.ceiling_ms(attempt);
+                let delay = fastrand::u64(0..=ceiling);
+                shared
+                    .clock
+                    .now_ms()
+                    .saturating_add(i64::try_from(delay).unwrap_or(i64::MAX))
+            });
+            tracing::warn!(
+                target: "hooksmith::handler",
+                error = %error,
+                retry = retry_at_ms.is_some(),
+                "handler failed"
+            );
+            JobResult::Failed {
+                error: error.message().to_owned(),
+                retry_at_ms,
+            }
+        }
+    };
+    finish(shared, job, result).await;
+    outcome
+}
+
+async fn finish(shared: &Arc<Shared>, job: i64, result: JobResult) {
+    let retry = matches!(result, JobResult::Failed { retry_at_ms: Some(_), .. });
+    let now = shared.clock.now_ms();
+    if let Err(error) = shared.store.finish(job, result, now).await {
+        // The lease expires and the job runs again: at least once, never dropped.
+        tracing::error!(target: "hooksmith::worker", job, %error, "recording a job's result failed");
+    }
+    if retry {
+        shared.wake_workers();
+    }
+}
