@@ -65,6 +65,10 @@ mod worker;
 #[path = "private.rs"]
 pub mod __private;
 
+/// The axum version hooksmith's router is built with, for `merge`/`nest` and `ack = "handled"`
+/// responses.
+pub use axum;
+
 #[doc = include_str!("docs/webhook.md")]
 pub use hooksmith_macros::webhook;
 
