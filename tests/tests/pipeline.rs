@@ -1,0 +1,306 @@
+//! The pipeline and the workers with handlers written for the purpose: retries, dead letters,
+//! panics, sync handlers, `ack = "handled"`, state, filters, extractors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hooksmith::axum::Json as AxumJson;
+use hooksmith::axum::body::Body;
+use hooksmith::{Delivery, Endpoint, HandlerError, Headers, Json, Raw, SecretSource, State, webhook};
+use hooksmith_tests::{ADMIN_TOKEN, Harness, handler};
+use serde::Deserialize;
+
+const SECRET: &str = "pipeline secret";
+
+/// Counts runs per handler, given to the app as state.
+#[derive(Clone, Default)]
+struct Runs(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Runs {
+    fn record(&self, what: impl Into<String>) {
+        self.0.lock().unwrap().push(what.into());
+    }
+    fn count(&self, what: &str) -> usize {
+        self.0.lock().unwrap().iter().filter(|w| *w == what).count()
+    }
+}
+
+const HOOKS: Endpoint = Endpoint::new("/t/hooks")
+    .sig("hmac-sha256")
+    .header("X-Signature")
+    .prefix("sha256=")
+    .event_field("type")
+    .id_field("id")
+    .secrets(&[SecretSource::env("PIPELINE_SECRET"), SecretSource::env("PIPELINE_OLD_SECRET").optional()]);
+
+#[webhook(endpoint = HOOKS, event = "fail", retry(max = 2, backoff = "5ms", factor = 2))]
+async fn always_fails(runs: State<Runs>) -> Result<(), std::io::Error> {
+    runs.record("always_fails");
+    Err(std::io::Error::other("the database is down"))
+}
+
+#[webhook(endpoint = HOOKS, event = "permanent", retry(max = 5, backoff = "5ms"))]
+async fn refuses(runs: State<Runs>) -> hooksmith::Result {
+    runs.record("refuses");
+    Err(HandlerError::permanent("customer deleted"))
+}
+
+#[webhook(endpoint = HOOKS, event = "flaky", retry(max = 3, backoff = "5ms"))]
+async fn flaky(runs: State<Runs>, delivery: Delivery) -> hooksmith::Result {
+    runs.record("flaky");
+    if delivery.attempt() < 3 {
+        return Err(HandlerError::new(format!("attempt {} failed", delivery.attempt())));
+    }
+    Ok(())
+}
+
+#[webhook(endpoint = HOOKS, event = "boom", retry(max = 0))]
+async fn panics() {
+    panic!("handler exploded");
+}
+
+#[webhook(endpoint = HOOKS, event = "boom")]
+async fn panic_sibling(runs: State<Runs>) {
+    runs.record("panic_sibling");
+}
+
+#[webhook(endpoint = HOOKS, event = "sync")]
+fn sync_handler(runs: State<Runs>, raw: Raw) {
+    // Blocking is allowed here: sync handlers run on the blocking pool.
+    std::thread::sleep(Duration::from_millis(1));
+    // `block_on` panics on a runtime worker thread and is allowed on the blocking pool.
+    tokio::runtime::Handle::current().block_on(async {});
+    runs.record(format!("sync_handler:{}", raw.len()));
+}
+
+#[derive(Deserialize)]
+struct Order {
+    id: String,
+    amount: u64,
+}
+
+#[webhook(endpoint = HOOKS, event = "order.*", filter(any(amount = 100, "meta.priority" = true), not(header("X-Test") = "skip")))]
+async fn big_orders(order: Json<Order>, runs: State<Runs>, headers: Headers) {
+    assert_eq!(headers.get("x-signature"), Some("[redacted]"));
+    runs.record(format!("big_orders:{}:{}", order.id, order.amount));
+}
+
+#[webhook(endpoint = HOOKS, event = "order.created", filter("customer.email" = regex("@example\\.com$")))]
+async fn example_customers(value: serde_json::Value, runs: State<Runs>) {
+    runs.record(format!("example_customers:{}", value["id"].as_str().unwrap_or("")));
+}
+
+#[webhook(path = "/t/handled", sig = "none", ack = "handled", event_field = "type")]
+async fn answers(body: serde_json::Value) -> hooksmith::Result<AxumJson<serde_json::Value>> {
+    if body["type"] == "fail" {
+        return Err(HandlerError::new("cannot answer"));
+    }
+    Ok(AxumJson(serde_json::json!({"challenge": body["challenge"]})))
+}
+
+#[webhook(path = "/t/open", sig = "none", methods = ["POST", "PUT"])]
+async fn open_endpoint(runs: State<Runs>, delivery: Delivery) {
+    runs.record(format!("open:{}", delivery.event()));
+}
+
+fn app(runs: &Runs) -> Harness {
+    app_with(runs, |b| b)
+}
+
+fn app_with(runs: &Runs, f: impl FnOnce(hooksmith::AppBuilder) -> hooksmith::AppBuilder) -> Harness {
+    let builder = hooksmith::App::builder()
+        .ignore_env()
+        .var("PIPELINE_SECRET", SECRET)
+        .state(runs.clone())
+        .admin_token(ADMIN_TOKEN);
+    Harness::new(f(builder).build().expect("app builds"))
+}
+
+async fn send(h: &Harness, body: serde_json::Value) -> u16 {
+    h.post_signed("/t/hooks", &[], body.to_string().as_bytes()).await.status
+}
+
+#[tokio::test]
+async fn a_failing_handler_is_retried_with_backoff_then_dead() {
+    let runs = Runs::default();
+    let h = app(&runs);
+    assert_eq!(send(&h, serde_json::json!({"type": "fail", "id": "f-1"})).await, 204);
+    let delivery = h.wait_for_status("/t/hooks", "f-1", "dead").await;
+    let job = handler(&delivery, "always_fails");
+    assert_eq!(job["status"], "dead");
+    assert_eq!(job["attempts"], 3, "the first run and two retries");
+    assert_eq!(job["last_error"], "the database is down");
+    assert_eq!(runs.count("always_fails"), 3);
+}
+
+#[tokio::test]
+async fn a_permanent_error_is_not_retried() {
+    let runs = Runs::default();
+    let h = app(&runs);
+    assert_eq!(send(&h, serde_json::json!({"type": "permanent", "id": "p-1"})).await, 204);
+    let delivery = h.wait_for_status("/t/hooks", "p-1", "dead").await;
+    assert_eq!(handler(&delivery, "refuses")["attempts"], 1);
+    assert_eq!(runs.count("refuses"), 1);
+}
+
+#[tokio::test]
+async fn a_flaky_handler_succeeds_on_a_retry() {
+    let runs = Runs::default();
+    let h = app(&runs);
+    assert_eq!(send(&h, serde_json::json!({"type": "flaky", "id": "fl-1"})).await, 204);
+    let delivery = h.wait_for_status("/t/hooks", "fl-1", "acknowledged").await;
+    let job = handler(&delivery, "flaky");
+    assert_eq!(job["attempts"], 3);
+    assert_eq!(job["last_error"], "attempt 2 failed", "the last failure stays on record");
+    assert_eq!(runs.count("flaky"), 3);
+}
+
+#[tokio::test]
+async fn a_panicking_handler_does_not_disturb_its_sibling() {
+    let runs = Runs::default();
+    let h = app(&runs);
+    assert_eq!(send(&h, serde_json::json!({"type": "boom", "id": "b-1"})).await, 204);
+    let delivery = h.wait_for_status("/t/hooks", "b-1", "dead").await;
+    let panicked = handler(&delivery, "panics");
+    assert_eq!(panicked["status"], "dead");
+    assert!(panicked["last_error"].as_str().unwrap().contains("handler exploded"));
+    assert_eq!(handler(&delivery, "panic_sibling")["status"], "succeeded");
+    assert_eq!(runs.count("panic_sibling"), 1);
+    // The app keeps serving.
+    assert_eq!(send(&h, serde_json::json!({"type": "flaky", "id": "b-2"})).await, 204);
+}
+
+#[tokio::test]
+async fn sync_handlers_run_on_the_blocking_pool() {
+    let runs = Runs::default();
+    let h = app(&runs);
+    let body = serde_json::json!({"type": "sync", "id": "s-1"});
+    assert_eq!(send(&h, body.clone()).await, 204);
+    let delivery = h.wait_for_status("/t/hooks", "s-1", "acknowledged").await;
+    assert_eq!(handler(&delivery, "sync_handler")["status"], "succeeded", "{delivery}");
+    assert_eq!(runs.count(&format!("sync_handler:{}", body.to_string().len())), 1);
+}
+
+#[tokio::test]
+async fn globs_and_filters_route_each_delivery() {
+    let runs = Runs::default();
+    let h = app(&runs);
+    let cases = [
+        (serde_json::json!({"type": "order.created", "id": "o-1", "amount": 100, "customer": {"email": "a@example.com"}}), vec!["big_orders", "example_customers"]),
+        (serde_json::json!({"type": "order.paid", "id": "o-2", "amount": 5, "meta": {"priority": true}}), vec!["big_orders"]),
+        (serde_json::json!({"type": "order.paid", "id": "o-3", "amount": 5}), vec![]),
+        (serde_json::json!({"type": "order.created", "id": "o-4", "amount": 5, "customer": {"email": "a@example.org"}}), vec![]),
+        (serde_json::json!({"type": "orders", "id": "o-5", "amount": 100}), vec![]),
+    ];
+    for (body, expected) in &cases {
+        assert_eq!(send(&h, body.clone()).await, 204);
+        let id = body["id"].as_str().unwrap();
+        let status = if expected.is_empty() { "unhandled" } else { "acknowledged" };
+        let delivery = h.wait_for_status("/t/hooks", id, status).await;
+        let mut names: Vec<&str> = delivery["handlers"].as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
+        names.sort_unstable();
+        assert_eq!(&names, expected, "{body}");
+    }
+    assert_eq!(runs.count("big_orders:o-1:100"), 1);
+    assert_eq!(runs.count("example_customers:o-1"), 1);
+    // A header filter excludes.
+    let body = serde_json::json!({"type": "order.paid", "id": "o-6", "amount": 100});
+    let reply = h.post_signed("/t/hooks", &[("x-test", "skip".into())], body.to_string().as_bytes()).await;
+    assert_eq!(reply.status, 204);
+    h.wait_for_status("/t/hooks", "o-6", "unhandled").await;
+}
+
+#[tokio::test]
+async fn the_previous_secret_still_verifies_during_a_rotation() {
+    let runs = Runs::default();
+    let old = app_with(&runs, |b| b.var("PIPELINE_SECRET", "old secret"));
+    let body = serde_json::json!({"type": "order.paid", "id": "r-1", "amount": 1}).to_string();
+    let signed_with_old = old.app.sign("/t/hooks", body.as_bytes()).unwrap();
+    let header = signed_with_old[0].1.to_str().unwrap().to_owned();
+    let rotated = app_with(&runs, |b| b.var("PIPELINE_OLD_SECRET", "old secret"));
+    let reply = rotated.request("POST", "/t/hooks", &[("x-signature", header.clone())], body.clone()).await;
+    assert_eq!(reply.status, 204);
+    let not_rotated = app(&runs);
+    let reply = not_rotated.request("POST", "/t/hooks", &[("x-signature", header)], body).await;
+    assert_eq!(reply.status, 401);
+}
+
+#[tokio::test]
+async fn an_ack_handled_handler_answers_the_request() {
+    let runs = Runs::default();
+    let h = app(&runs);
+    let reply = h
+        .request("POST", "/t/handled", &[], serde_json::json!({"type": "url_verification", "challenge": "c-42"}).to_string())
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&reply.body).unwrap(), serde_json::json!({"challenge": "c-42"}));
+    let reply = h.request("POST", "/t/handled", &[], serde_json::json!({"type": "fail"}).to_string()).await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.body, "handler failed\n", "the error stays out of the response");
+    let list = h.deliveries("/t/handled").await;
+    let failed = list.iter().find(|d| d["status"] != "acknowledged").expect("the failed one");
+    let job = handler(failed, "answers");
+    assert_eq!(job["last_error"], "cannot answer");
+    assert_eq!(job["status"], "retrying", "a failed in-request run is retried from the queue");
+    let ok = list.iter().find(|d| d["status"] == "acknowledged").expect("the answered one");
+    assert_eq!(handler(ok, "answers")["attempts"], 1);
+}
+
+#[tokio::test]
+async fn fifty_identical_deliveries_in_parallel_are_stored_and_handled_once() {
+    let runs = Runs::default();
+    let h = Arc::new(app(&runs));
+    let body = serde_json::json!({"type": "order.paid", "id": "same", "amount": 100}).to_string();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (h, body) = (h.clone(), body.clone());
+            tokio::spawn(async move { h.post_signed("/t/hooks", &[], body.as_bytes()).await.status })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 204);
+    }
+    h.wait_for_status("/t/hooks", "same", "acknowledged").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(runs.count("big_orders:same:100"), 1);
+    assert_eq!(h.admin("/admin/deliveries?delivery_id=same").await.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn unsigned_endpoints_exist_only_when_written_and_take_their_methods() {
+    let runs = Runs::default();
+    let h = app(&runs);
+    assert_eq!(h.request("PUT", "/t/open", &[], "{}").await.status, 204);
+    let reply = h.request("DELETE", "/t/open", &[], "{}").await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.headers["allow"], "POST, PUT");
+}
+
+#[tokio::test]
+async fn a_disabled_endpoint_answers_404() {
+    let runs = Runs::default();
+    let h = app_with(&runs, |b| b.disable("/t/open"));
+    assert_eq!(h.request("POST", "/t/open", &[], "{}").await.status, 404);
+    assert_eq!(send(&h, serde_json::json!({"type": "order.paid", "id": "d-1"})).await, 204);
+}
+
+#[tokio::test]
+async fn a_missing_state_stops_the_app_at_startup() {
+    let error = hooksmith::App::builder()
+        .ignore_env()
+        .var("PIPELINE_SECRET", SECRET)
+        .build()
+        .expect_err("State<Runs> is missing");
+    let message = error.to_string();
+    assert!(message.contains("`always_fails`") && message.contains("State<pipeline::Runs>"), "{message}");
+    assert!(message.contains(".state(value)"), "{message}");
+}
+
+#[tokio::test]
+async fn nothing_is_stored_for_a_rejected_request() {
+    let runs = Runs::default();
+    let h = app(&runs);
+    let reply = h.request("POST", "/t/hooks", &[("x-signature", "sha256=00".into())], Body::from("{}")).await;
+    assert_eq!(reply.status, 401);
+    assert!(h.deliveries("/t/hooks").await.is_empty());
+}
