@@ -78,7 +78,9 @@ pub fn parse_json_path(path: &str) -> Result<Vec<&str>, GrammarError> {
         } else if c.is_whitespace() || c.is_control() {
             return Err(GrammarError::new(
                 i,
-                format!("JSON path `{path}` holds whitespace at byte {i}: a path is dot-separated field names such as `repository.name`"),
+                format!(
+                    "JSON path `{path}` holds whitespace at byte {i}: a path is dot-separated field names such as `repository.name`"
+                ),
             ));
         }
     }
@@ -113,7 +115,9 @@ pub fn check_event_pattern(pattern: &str) -> Result<(), GrammarError> {
     {
         return Err(GrammarError::new(
             i,
-            format!("event `{pattern}` holds whitespace at byte {i}: list several events as `event = [\"a\", \"b\"]`"),
+            format!(
+                "event `{pattern}` holds whitespace at byte {i}: list several events as `event = [\"a\", \"b\"]`"
+            ),
         ));
     }
     Ok(())
@@ -150,13 +154,17 @@ pub fn check_route(path: &str) -> Result<(), GrammarError> {
             '?' | '#' => {
                 return Err(GrammarError::new(
                     i,
-                    format!("endpoint path `{path}` holds `{c}` at byte {i}: a path has no query string or fragment"),
+                    format!(
+                        "endpoint path `{path}` holds `{c}` at byte {i}: a path has no query string or fragment"
+                    ),
                 ));
             }
             ':' | '*' => {
                 return Err(GrammarError::new(
                     i,
-                    format!("endpoint path `{path}` holds `{c}` at byte {i}: the only parameter an endpoint takes is `{CONNECTION_PARAM}`"),
+                    format!(
+                        "endpoint path `{path}` holds `{c}` at byte {i}: the only parameter an endpoint takes is `{CONNECTION_PARAM}`"
+                    ),
                 ));
             }
             c if c.is_whitespace() || c.is_control() => {
@@ -173,7 +181,9 @@ pub fn check_route(path: &str) -> Result<(), GrammarError> {
             if segment != CONNECTION_PARAM {
                 return Err(GrammarError::new(
                     i,
-                    format!("endpoint path `{path}` has the segment `{segment}`: the only parameter an endpoint takes is `{CONNECTION_PARAM}`, as a whole segment"),
+                    format!(
+                        "endpoint path `{path}` has the segment `{segment}`: the only parameter an endpoint takes is `{CONNECTION_PARAM}`, as a whole segment"
+                    ),
                 ));
             }
         } else if segment.is_empty() && i + 1 < path.len() {
@@ -207,7 +217,10 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, GrammarError> {
     let (number, unit) = text.split_at(digits);
     let hint = "write a whole number and a unit: `250ms`, `1s`, `5m`, `2h` or `1d`";
     if number.is_empty() {
-        return Err(GrammarError::new(0, format!("invalid duration `{text}`: {hint}")));
+        return Err(GrammarError::new(
+            0,
+            format!("invalid duration `{text}`: {hint}"),
+        ));
     }
     let value: u64 = number
         .parse()
@@ -232,29 +245,41 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, GrammarError> {
 
 /// Checks a regular expression with the same parser the run-time `regex` crate uses.
 pub fn check_regex(pattern: &str) -> Result<(), GrammarError> {
-    regex_syntax::Parser::new().parse(pattern).map(drop).map_err(|error| {
-        let (offset, kind) = match &error {
-            regex_syntax::Error::Parse(e) => (e.span().start.offset, e.kind().to_string()),
-            regex_syntax::Error::Translate(e) => (e.span().start.offset, e.kind().to_string()),
-            other => (0, other.to_string()),
-        };
-        GrammarError::new(
-            offset,
-            format!("invalid regex: {kind} at byte {offset}\n    {pattern}\n    {caret:>width$}", caret = "^", width = offset + 1),
-        )
-    })
+    regex_syntax::Parser::new()
+        .parse(pattern)
+        .map(drop)
+        .map_err(|error| {
+            let (offset, kind) = match &error {
+                regex_syntax::Error::Parse(e) => (e.span().start.offset, e.kind().to_string()),
+                regex_syntax::Error::Translate(e) => (e.span().start.offset, e.kind().to_string()),
+                other => (0, other.to_string()),
+            };
+            GrammarError::new(
+                offset,
+                format!(
+                    "invalid regex: {kind} at byte {offset}\n    {pattern}\n    {caret:>width$}",
+                    caret = "^",
+                    width = offset + 1
+                ),
+            )
+        })
 }
 
 /// Checks an HTTP header name (an RFC 9110 token).
 pub fn check_header_name(name: &str) -> Result<(), GrammarError> {
     if name.is_empty() {
-        return Err(GrammarError::new(0, "empty header name: write a name such as `X-Signature`"));
+        return Err(GrammarError::new(
+            0,
+            "empty header name: write a name such as `X-Signature`",
+        ));
     }
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     match name.char_indices().find(|&(_, c)| !token(c)) {
         Some((i, c)) => Err(GrammarError::new(
             i,
-            format!("header name `{name}` holds `{c}` at byte {i}: a header name is letters, digits and `-`"),
+            format!(
+                "header name `{name}` holds `{c}` at byte {i}: a header name is letters, digits and `-`"
+            ),
         )),
         None => Ok(()),
     }
@@ -295,7 +320,15 @@ mod tests {
         check_route("/hooks/github").unwrap();
         check_route("/webhooks/github/{connection}").unwrap();
         check_route("/").unwrap();
-        for bad in ["hooks", "/a?b", "/a/:id", "/a/{id}", "/a//b", "/a/*rest", "/{connection}/{connection}"] {
+        for bad in [
+            "hooks",
+            "/a?b",
+            "/a/:id",
+            "/a/{id}",
+            "/a//b",
+            "/a/*rest",
+            "/{connection}/{connection}",
+        ] {
             assert!(check_route(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -306,8 +339,19 @@ mod tests {
         assert_eq!(parse_duration_ms("1s").unwrap(), 1_000);
         assert_eq!(parse_duration_ms("5m").unwrap(), 300_000);
         assert_eq!(parse_duration_ms("1d").unwrap(), 86_400_000);
-        for bad in ["", "s", "1", "1 s", "1.5s", "99999999999999999999s", "18446744073709551615d"] {
-            assert!(parse_duration_ms(bad).is_err(), "{bad:?} should be rejected");
+        for bad in [
+            "",
+            "s",
+            "1",
+            "1 s",
+            "1.5s",
+            "99999999999999999999s",
+            "18446744073709551615d",
+        ] {
+            assert!(
+                parse_duration_ms(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 
@@ -316,7 +360,11 @@ mod tests {
         check_regex("push|pull_request").unwrap();
         let error = check_regex("ab(c").unwrap_err();
         assert_eq!(error.offset, 2);
-        assert!(error.message.contains("unclosed group"), "{}", error.message);
+        assert!(
+            error.message.contains("unclosed group"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

@@ -35,7 +35,8 @@ async fn authorize(State(shared): State<Arc<Shared>>, request: Request, next: Ne
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     let expected = shared.admin_token.as_deref().unwrap_or("");
-    let ok: bool = !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()));
+    let ok: bool =
+        !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()));
     if ok {
         next.run(request).await
     } else {
@@ -76,7 +77,11 @@ struct DeliveryDetail {
 }
 
 async fn list(State(shared): State<Arc<Shared>>, Query(params): Query<ListParams>) -> Response {
-    let status = match params.status.as_deref().map(|s| (s, DeliveryStatus::parse(s))) {
+    let status = match params
+        .status
+        .as_deref()
+        .map(|s| (s, DeliveryStatus::parse(s)))
+    {
         Some((name, None)) => {
             return bad_request(format!(
                 "unknown status `{name}`: expected received, dispatched, acknowledged, unhandled or dead"

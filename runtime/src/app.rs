@@ -9,10 +9,10 @@ use axum::Router;
 use axum::routing::{any, get};
 use tokio::sync::{Notify, watch};
 
+use crate::__private::{Registered, Registration};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::extract::StateMap;
-use crate::__private::{Registered, Registration};
 use crate::registry::{self, EndpointRt, GeneratedSecret, HandlerRt, SecretLookup};
 use crate::store::{MemoryStore, Store};
 use crate::{admin, pipeline, worker};
@@ -193,12 +193,20 @@ impl AppBuilder {
         if let Some(addr) = self.lookup("HOOKSMITH_ADDR") {
             self.addr = Some(addr);
         }
-        if let Some(token) = self.lookup("HOOKSMITH_ADMIN_TOKEN").filter(|t| !t.is_empty()) {
+        if let Some(token) = self
+            .lookup("HOOKSMITH_ADMIN_TOKEN")
+            .filter(|t| !t.is_empty())
+        {
             self.admin_token = Some(token);
         }
         if let Some(paths) = self.lookup("HOOKSMITH_DISABLED") {
-            self.disabled
-                .extend(paths.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned));
+            self.disabled.extend(
+                paths
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned),
+            );
         }
         match self.lookup("HOOKSMITH_STORE").as_deref() {
             None | Some("memory") => {}
@@ -324,14 +332,24 @@ impl App {
     /// The secrets development mode generated, as `(variable, value)`; print them to the one
     /// person who needs them, never to a log.
     pub fn generated_secrets(&self) -> Vec<(&'static str, &str)> {
-        self.generated.iter().map(|g| (g.var, g.value.as_str())).collect()
+        self.generated
+            .iter()
+            .map(|g| (g.var, g.value.as_str()))
+            .collect()
     }
 
     /// The headers that sign `body` for the endpoint at `path` with its first secret, as a
     /// provider would send them; for tests and the development-mode banner.
-    pub fn sign(&self, path: &str, body: &[u8]) -> Option<Vec<(http::HeaderName, http::HeaderValue)>> {
+    pub fn sign(
+        &self,
+        path: &str,
+        body: &[u8],
+    ) -> Option<Vec<(http::HeaderName, http::HeaderValue)>> {
         let ep = self.shared.endpoints.iter().find(|e| e.path == path)?;
-        Some(ep.verifier.sign(body, self.shared.clock.now_ms().div_euclid(1000)))
+        Some(
+            ep.verifier
+                .sign(body, self.shared.clock.now_ms().div_euclid(1000)),
+        )
     }
 
     /// The address `serve` listens on.

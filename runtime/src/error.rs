@@ -102,7 +102,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// `router()` was called outside a Tokio runtime (workers cannot be started).
-    #[error("hooksmith needs a Tokio runtime: call `router()` or `serve()` from inside `#[tokio::main]`")]
+    #[error(
+        "hooksmith needs a Tokio runtime: call `router()` or `serve()` from inside `#[tokio::main]`"
+    )]
     NoRuntime,
     /// The server failed while running.
     #[error("server error: {0}")]
@@ -147,14 +149,22 @@ impl IntoResponse for Rejection {
                 "method not allowed\n",
             )
                 .into_response(),
-            Rejection::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body too large\n").into_response(),
-            Rejection::Signature(_) => (StatusCode::UNAUTHORIZED, "invalid signature\n").into_response(),
-            Rejection::StaleTimestamp => {
-                (StatusCode::CONFLICT, "timestamp outside the accepted window\n").into_response()
+            Rejection::TooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "body too large\n").into_response()
             }
-            Rejection::Malformed(reason) => {
-                (StatusCode::BAD_REQUEST, format!("malformed body: {reason}\n")).into_response()
+            Rejection::Signature(_) => {
+                (StatusCode::UNAUTHORIZED, "invalid signature\n").into_response()
             }
+            Rejection::StaleTimestamp => (
+                StatusCode::CONFLICT,
+                "timestamp outside the accepted window\n",
+            )
+                .into_response(),
+            Rejection::Malformed(reason) => (
+                StatusCode::BAD_REQUEST,
+                format!("malformed body: {reason}\n"),
+            )
+                .into_response(),
             Rejection::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, HeaderValue::from_static("5"))],

@@ -30,7 +30,8 @@ impl Compiled {
             Filter::Eq(target, value) => Compiled::Eq(probe(target, plan)?, *value),
             Filter::Regex(target, pattern) => Compiled::Regex(
                 probe(target, plan)?,
-                Regex::new(pattern).map_err(|e| format!("invalid filter regex `{pattern}`: {e}"))?,
+                Regex::new(pattern)
+                    .map_err(|e| format!("invalid filter regex `{pattern}`: {e}"))?,
             ),
             Filter::All(items) => Compiled::All(compile_all(items, plan)?),
             Filter::Any(items) => Compiled::Any(compile_all(items, plan)?),
@@ -42,9 +43,9 @@ impl Compiled {
     pub(crate) fn matches(&self, fields: &[Option<Scalar<'_>>], headers: &HeaderMap) -> bool {
         match self {
             Compiled::Eq(Probe::Slot(slot), value) => json_equals(fields[*slot].as_ref(), value),
-            Compiled::Eq(Probe::Header(name), value) => headers.get_all(name).iter().any(|v| {
-                matches!(value, Value::Str(expected) if v.as_bytes() == expected.as_bytes())
-            }),
+            Compiled::Eq(Probe::Header(name), value) => headers.get_all(name).iter().any(
+                |v| matches!(value, Value::Str(expected) if v.as_bytes() == expected.as_bytes()),
+            ),
             Compiled::Regex(Probe::Slot(slot), re) => {
                 matches!(&fields[*slot], Some(Scalar::Str(s)) if re.is_match(s))
             }
@@ -98,7 +99,11 @@ mod tests {
     use super::*;
     use crate::routing::extract;
 
-    fn check(filter: &'static Filter, json: &str, headers: &[(&'static str, &'static str)]) -> bool {
+    fn check(
+        filter: &'static Filter,
+        json: &str,
+        headers: &[(&'static str, &'static str)],
+    ) -> bool {
         let mut plan = FieldPlan::default();
         let compiled = Compiled::new(filter, &mut plan).unwrap();
         let fields = extract(json.as_bytes(), &plan).unwrap();
@@ -115,12 +120,36 @@ mod tests {
         assert!(check(&OPENED, r#"{"action":"opened"}"#, &[]));
         assert!(!check(&OPENED, r#"{"action":"closed"}"#, &[]));
         assert!(!check(&OPENED, r#"{"other":"opened"}"#, &[]));
-        assert!(!check(&Filter::Eq(Target::Json("n"), Value::Str("7")), r#"{"n":7}"#, &[]));
-        assert!(check(&Filter::Eq(Target::Json("n"), Value::Int(7)), r#"{"n":7}"#, &[]));
-        assert!(check(&Filter::Eq(Target::Json("n"), Value::Int(-7)), r#"{"n":-7.0}"#, &[]));
-        assert!(check(&Filter::Eq(Target::Json("b"), Value::Bool(true)), r#"{"b":true}"#, &[]));
-        assert!(check(&Filter::Eq(Target::Json("gone"), Value::Null), r#"{}"#, &[]));
-        assert!(check(&Filter::Eq(Target::Json("a.b"), Value::Str("x")), r#"{"a":{"b":"x"}}"#, &[]));
+        assert!(!check(
+            &Filter::Eq(Target::Json("n"), Value::Str("7")),
+            r#"{"n":7}"#,
+            &[]
+        ));
+        assert!(check(
+            &Filter::Eq(Target::Json("n"), Value::Int(7)),
+            r#"{"n":7}"#,
+            &[]
+        ));
+        assert!(check(
+            &Filter::Eq(Target::Json("n"), Value::Int(-7)),
+            r#"{"n":-7.0}"#,
+            &[]
+        ));
+        assert!(check(
+            &Filter::Eq(Target::Json("b"), Value::Bool(true)),
+            r#"{"b":true}"#,
+            &[]
+        ));
+        assert!(check(
+            &Filter::Eq(Target::Json("gone"), Value::Null),
+            r#"{}"#,
+            &[]
+        ));
+        assert!(check(
+            &Filter::Eq(Target::Json("a.b"), Value::Str("x")),
+            r#"{"a":{"b":"x"}}"#,
+            &[]
+        ));
     }
 
     #[test]
@@ -138,7 +167,15 @@ mod tests {
         assert!(check(&F, repo, &[("x-github-event", "pull_request")]));
         assert!(!check(&F, repo, &[("x-github-event", "issues")]));
         assert!(!check(&F, repo, &[]));
-        assert!(!check(&F, r#"{"repository":{"name":"other"}}"#, &[("x-github-event", "push")]));
-        assert!(!check(&F, r#"{"repository":{"name":"my-repo"},"draft":true}"#, &[("x-github-event", "push")]));
+        assert!(!check(
+            &F,
+            r#"{"repository":{"name":"other"}}"#,
+            &[("x-github-event", "push")]
+        ));
+        assert!(!check(
+            &F,
+            r#"{"repository":{"name":"my-repo"},"draft":true}"#,
+            &[("x-github-event", "push")]
+        ));
     }
 }

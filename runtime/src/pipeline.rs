@@ -124,11 +124,13 @@ async fn accept(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let payload = routing::payload(&body, content_type, ep.form_payload).map_err(Rejection::Malformed)?;
+    let payload =
+        routing::payload(&body, content_type, ep.form_payload).map_err(Rejection::Malformed)?;
     let fields = routing::extract(&payload, &ep.plan).map_err(Rejection::Malformed)?;
 
     let event = read(&ep.event, &fields, &parts.headers).unwrap_or_default();
-    let delivery_id = read(&ep.id, &fields, &parts.headers).unwrap_or_else(|| hex::encode(Sha256::digest(&body)));
+    let delivery_id =
+        read(&ep.id, &fields, &parts.headers).unwrap_or_else(|| hex::encode(Sha256::digest(&body)));
     let matched: Vec<&Arc<HandlerRt>> = ep
         .handlers
         .iter()
@@ -174,12 +176,18 @@ async fn accept(
     };
     let (record_id, job_ids) = match ingest {
         Ingest::Duplicate { .. } => {
-            return Ok(accepted(StatusCode::NO_CONTENT.into_response(), "duplicate"));
+            return Ok(accepted(
+                StatusCode::NO_CONTENT.into_response(),
+                "duplicate",
+            ));
         }
         Ingest::Stored { id, jobs } => (id, jobs),
     };
     if job_ids.is_empty() {
-        return Ok(accepted(StatusCode::NO_CONTENT.into_response(), "unhandled"));
+        return Ok(accepted(
+            StatusCode::NO_CONTENT.into_response(),
+            "unhandled",
+        ));
     }
     if job_ids.len() > usize::from(inline.is_some()) {
         shared.wake_workers();
@@ -191,7 +199,9 @@ async fn accept(
     let response = match shared.store.get(record_id).await {
         Ok(Some((_, record))) => {
             let outcome = worker::run_once(shared, &handler, record, job_ids[i], 1).await;
-            outcome.response.unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+            outcome
+                .response
+                .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
         // Stored but not readable back: the job's lease expires and a worker runs it.
         _ => Rejection::Unavailable.into_response(),
@@ -210,21 +220,31 @@ fn read(source: &Source, fields: &[Option<Scalar<'_>>], headers: &HeaderMap) -> 
     }
 }
 
-fn handler_matches(h: &HandlerRt, event: &str, fields: &[Option<Scalar<'_>>], headers: &HeaderMap) -> bool {
+fn handler_matches(
+    h: &HandlerRt,
+    event: &str,
+    fields: &[Option<Scalar<'_>>],
+    headers: &HeaderMap,
+) -> bool {
     let event_ok = h.events.is_empty()
         || h.events.iter().any(|m| {
             hooksmith_grammar::glob_matches(&m.event, event)
-                && m.action.as_deref().is_none_or(|action| {
-                    let found = h.action_slot.and_then(|slot| fields[slot].as_ref());
-                    matches!(found, Some(Scalar::Str(s)) if hooksmith_grammar::glob_matches(action, s))
-                })
+            && m.action.as_deref().is_none_or(|action| {
+                let found = h.action_slot.and_then(|slot| fields[slot].as_ref());
+                matches!(found, Some(Scalar::Str(s)) if hooksmith_grammar::glob_matches(action, s))
+            })
         });
     event_ok && h.filter.as_ref().is_none_or(|f| f.matches(fields, headers))
 }
 
 /// `endpoint[:connection]:event:delivery-id`, folded to its hex SHA-256 when longer than 255
 /// characters (seed 002).
-pub(crate) fn idempotency_key(endpoint: &str, connection: Option<&str>, event: &str, id: &str) -> String {
+pub(crate) fn idempotency_key(
+    endpoint: &str,
+    connection: Option<&str>,
+    event: &str,
+    id: &str,
+) -> String {
     let key = match connection {
         Some(c) => format!("{endpoint}:{c}:{event}:{id}"),
         None => format!("{endpoint}:{event}:{id}"),
@@ -257,12 +277,21 @@ mod tests {
     #[test]
     fn keys_are_clamped_by_folding() {
         assert_eq!(idempotency_key("/h", None, "push", "abc"), "/h:push:abc");
-        assert_eq!(idempotency_key("/h", Some("acme"), "push", "abc"), "/h:acme:push:abc");
+        assert_eq!(
+            idempotency_key("/h", Some("acme"), "push", "abc"),
+            "/h:acme:push:abc"
+        );
         let long = "x".repeat(300);
         let folded = idempotency_key("/h", None, "push", &long);
         assert_eq!(folded.len(), 64);
-        assert_ne!(folded, idempotency_key("/h", None, "push", &"y".repeat(300)));
+        assert_ne!(
+            folded,
+            idempotency_key("/h", None, "push", &"y".repeat(300))
+        );
         let edge = "x".repeat(MAX_KEY_LEN - "/h:push:".len());
-        assert_eq!(idempotency_key("/h", None, "push", &edge).len(), MAX_KEY_LEN);
+        assert_eq!(
+            idempotency_key("/h", None, "push", &edge).len(),
+            MAX_KEY_LEN
+        );
     }
 }

@@ -9,8 +9,9 @@ pub use crate::outcome::{IntoHandledOutcome, IntoOutcome, Outcome};
 pub use crate::spec::{Ack, Encoding, Endpoint, Filter, Retry, SecretSource, Target, Value};
 pub use inventory;
 pub use std::{
+    assert,
     boxed::Box,
-    assert, concat, file, line, module_path,
+    concat, file, line, module_path,
     option::Option::{None, Some},
     result::Result::{self, Err, Ok},
     string::String,
@@ -60,11 +61,6 @@ pub trait Registered {
 }
 
 inventory::collect!(Registration);
-
-/// Extracts one handler argument, or returns the failure to record.
-pub fn extract<T: FromDelivery>(cx: &Context) -> Result<T, Outcome> {
-    T::from_delivery(cx).map_err(Outcome::failed)
-}
 
 /// Runs a synchronous handler on the blocking pool; a panic becomes a failed outcome.
 pub async fn run_blocking<F>(f: F) -> Outcome

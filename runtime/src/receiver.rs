@@ -10,13 +10,13 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 
-use crate::outcome::IntoOutcome;
 use crate::__private::BoxFuture;
+use crate::HandlerError;
+use crate::outcome::IntoOutcome;
 use crate::routing::{self, FieldPlan, Scalar};
 use crate::scheme::hmac_header;
 use crate::scheme::{Secret, SignedRequest, Verifier};
 use crate::spec::Encoding;
-use crate::HandlerError;
 
 type Callback = Arc<dyn Fn(Bytes) -> BoxFuture<Result<(), ReceiverError>> + Send + Sync>;
 
@@ -116,7 +116,11 @@ impl Receiver {
     }
 
     /// A receiver for any `<header>: <prefix><hex HMAC-SHA256>` scheme.
-    pub fn hmac_sha256(header: &str, prefix: &str, secret: impl Into<String>) -> Result<Self, ReceiverError> {
+    pub fn hmac_sha256(
+        header: &str,
+        prefix: &str,
+        secret: impl Into<String>,
+    ) -> Result<Self, ReceiverError> {
         let secret = secret.into();
         if secret.is_empty() {
             return Err(ReceiverError::Config(
@@ -125,7 +129,8 @@ impl Receiver {
         }
         let verifier = hmac_header(header, prefix, Encoding::Hex, vec![Secret::new(secret)])
             .map_err(ReceiverError::Config)?;
-        let signature_header = HeaderName::try_from(header).map_err(|e| ReceiverError::Config(e.to_string()))?;
+        let signature_header =
+            HeaderName::try_from(header).map_err(|e| ReceiverError::Config(e.to_string()))?;
         Ok(Self::with(Some(verifier), signature_header))
     }
 
@@ -149,7 +154,8 @@ impl Receiver {
 
     /// Reads the event name from another dotted body field (default `type`).
     pub fn event_field(mut self, path: &str) -> Result<Self, ReceiverError> {
-        let segments = hooksmith_grammar::parse_json_path(path).map_err(|e| ReceiverError::Config(e.message))?;
+        let segments = hooksmith_grammar::parse_json_path(path)
+            .map_err(|e| ReceiverError::Config(e.message))?;
         self.plan = FieldPlan::default();
         self.event_slot = self.plan.add(&segments);
         Ok(self)
@@ -168,8 +174,13 @@ impl Receiver {
         let run: Callback = Arc::new(move |body: Bytes| {
             let callback = callback.clone();
             Box::pin(async move {
-                let payload: T = serde_json::from_slice(&body).map_err(|e| ReceiverError::Malformed(e.to_string()))?;
-                callback(payload).await.into_outcome().result.map_err(ReceiverError::Handler)
+                let payload: T = serde_json::from_slice(&body)
+                    .map_err(|e| ReceiverError::Malformed(e.to_string()))?;
+                callback(payload)
+                    .await
+                    .into_outcome()
+                    .result
+                    .map_err(ReceiverError::Handler)
             })
         });
         self.callbacks.insert(event.to_owned(), run);
@@ -178,7 +189,9 @@ impl Receiver {
 
     /// Checks the signature only.
     pub fn verify(&self, body: &[u8], signature: Option<&str>) -> bool {
-        let Some(verifier) = &self.verifier else { return true };
+        let Some(verifier) = &self.verifier else {
+            return true;
+        };
         let mut headers = HeaderMap::new();
         if let Some(value) = signature.and_then(|s| HeaderValue::from_str(s).ok()) {
             headers.insert(self.signature_header.clone(), value);
@@ -206,7 +219,11 @@ impl Receiver {
     }
 
     /// Verifies, parses and runs the event's callback.
-    pub async fn handle(&self, body: &[u8], signature: Option<&str>) -> Result<Option<Event>, ReceiverError> {
+    pub async fn handle(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Option<Event>, ReceiverError> {
         if !self.verify(body, signature) {
             return Err(ReceiverError::InvalidSignature);
         }
@@ -221,7 +238,11 @@ impl Receiver {
 
     /// [`Receiver::handle`] for synchronous frameworks: runs the callback to completion on a
     /// small private runtime. Must not be called from inside an async runtime.
-    pub fn handle_blocking(&self, body: &[u8], signature: Option<&str>) -> Result<Option<Event>, ReceiverError> {
+    pub fn handle_blocking(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Option<Event>, ReceiverError> {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(ReceiverError::InsideRuntime);
         }

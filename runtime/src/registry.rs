@@ -8,9 +8,9 @@ use std::sync::atomic::AtomicBool;
 
 use http::{HeaderName, HeaderValue, Method};
 
+use crate::__private::{Registration, RunFn};
 use crate::extract::StateMap;
 use crate::filter::Compiled;
-use crate::__private::{Registration, RunFn};
 use crate::routing::FieldPlan;
 use crate::scheme::{self, Params, Secret, Verifier};
 use crate::spec::{Ack, Endpoint, Retry};
@@ -140,7 +140,8 @@ pub(crate) fn build(
         match endpoint(first, &group, state, secrets, &mut generated) {
             Ok(ep) => {
                 if disabled.iter().any(|d| d == path) {
-                    ep.enabled.store(false, std::sync::atomic::Ordering::Relaxed);
+                    ep.enabled
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
                 }
                 endpoints.push(Arc::new(ep));
             }
@@ -242,7 +243,10 @@ fn endpoint(
         }
         Vec::new()
     } else if e.secrets.is_empty() {
-        vec![(d.secret_env.unwrap_or_else(|| default_secret_env(path)), false)]
+        vec![(
+            d.secret_env.unwrap_or_else(|| default_secret_env(path)),
+            false,
+        )]
     } else {
         e.secrets.iter().map(|s| (s.env, s.optional)).collect()
     };
@@ -290,7 +294,11 @@ fn endpoint(
     };
 
     // Methods.
-    let method_names: &[&str] = if e.methods.is_empty() { &["POST"] } else { e.methods };
+    let method_names: &[&str] = if e.methods.is_empty() {
+        &["POST"]
+    } else {
+        e.methods
+    };
     let mut methods = Vec::new();
     for m in method_names {
         let upper = m.to_ascii_uppercase();
@@ -304,27 +312,32 @@ fn endpoint(
         }
     }
     let allow = HeaderValue::from_str(
-        &methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", "),
+        &methods
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
     )
     .unwrap_or_else(|_| HeaderValue::from_static("POST"));
 
     // Routing fields.
     let mut plan = FieldPlan::default();
-    let mut source = |header: Option<&str>, field: Option<&str>, what: &str, errors: &mut Vec<String>| {
-        if let Some(h) = header {
-            match HeaderName::try_from(h) {
-                Ok(name) => return Source::Header(name),
-                Err(_) => errors.push(format!("{at}: `{h}` is not a valid {what} header name")),
+    let mut source =
+        |header: Option<&str>, field: Option<&str>, what: &str, errors: &mut Vec<String>| {
+            if let Some(h) = header {
+                match HeaderName::try_from(h) {
+                    Ok(name) => return Source::Header(name),
+                    Err(_) => errors.push(format!("{at}: `{h}` is not a valid {what} header name")),
+                }
             }
-        }
-        if let Some(f) = field {
-            match hooksmith_grammar::parse_json_path(f) {
-                Ok(segments) => return Source::Field(plan.add(&segments)),
-                Err(err) => errors.push(format!("{at}: {what} field: {}", err.message)),
+            if let Some(f) = field {
+                match hooksmith_grammar::parse_json_path(f) {
+                    Ok(segments) => return Source::Field(plan.add(&segments)),
+                    Err(err) => errors.push(format!("{at}: {what} field: {}", err.message)),
+                }
             }
-        }
-        Source::Absent
-    };
+            Source::Absent
+        };
     let (event_header, event_field) = if e.event_header.is_some() || e.event_field.is_some() {
         (e.event_header, e.event_field)
     } else {
@@ -474,7 +487,10 @@ mod tests {
     #[test]
     fn default_secret_names_follow_the_path() {
         assert_eq!(default_secret_env("/events"), "HOOKSMITH_SECRET_EVENTS");
-        assert_eq!(default_secret_env("/hooks/acme-ci"), "HOOKSMITH_SECRET_HOOKS_ACME_CI");
+        assert_eq!(
+            default_secret_env("/hooks/acme-ci"),
+            "HOOKSMITH_SECRET_HOOKS_ACME_CI"
+        );
     }
 
     #[test]

@@ -91,11 +91,16 @@ pub(crate) fn extract<'a>(
 
 /// The JSON document of a body: the body itself, or the `payload` field of a form-encoded body
 /// where the scheme allows it (GitHub's "application/x-www-form-urlencoded" content type).
-pub(crate) fn payload(body: &Bytes, content_type: Option<&str>, form_payload: bool) -> Result<Bytes, String> {
+pub(crate) fn payload(
+    body: &Bytes,
+    content_type: Option<&str>,
+    form_payload: bool,
+) -> Result<Bytes, String> {
     let is_form = content_type.is_some_and(|ct| {
-        ct.split(';')
-            .next()
-            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        ct.split(';').next().is_some_and(|mime| {
+            mime.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
     });
     if !(form_payload && is_form) {
         return Ok(body.clone());
@@ -154,7 +159,11 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.root { "a JSON object" } else { "a JSON value" })
+        f.write_str(if self.root {
+            "a JSON object"
+        } else {
+            "a JSON value"
+        })
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
@@ -194,7 +203,9 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
 
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
         if self.root {
-            return Err(de::Error::custom("the body's JSON root must be an object, not an array"));
+            return Err(de::Error::custom(
+                "the body's JSON root must be an object, not an array",
+            ));
         }
         let mut index = 0usize;
         loop {
@@ -222,7 +233,10 @@ struct Key;
 impl<'de> DeserializeSeed<'de> for Key {
     type Value = Cow<'de, str>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
@@ -257,10 +271,21 @@ mod tests {
     #[test]
     fn reads_only_planned_fields() {
         let json = br#"{"action":"opened","number":7,"pull_request":{"title":"Fix \"it\"","draft":false},"commits":[{"id":"a"},{"id":"b"}],"x":null}"#;
-        let p = plan(&["action", "pull_request.title", "number", "commits.1.id", "missing", "pull_request", "x"]);
+        let p = plan(&[
+            "action",
+            "pull_request.title",
+            "number",
+            "commits.1.id",
+            "missing",
+            "pull_request",
+            "x",
+        ]);
         let got = extract(json, &p).unwrap();
         assert_eq!(got[0], Some(Scalar::Str("opened".into())));
-        assert!(matches!(got[0], Some(Scalar::Str(Cow::Borrowed(_)))), "unescaped strings are borrowed");
+        assert!(
+            matches!(got[0], Some(Scalar::Str(Cow::Borrowed(_)))),
+            "unescaped strings are borrowed"
+        );
         assert_eq!(got[1], Some(Scalar::Str("Fix \"it\"".into())));
         assert_eq!(got[2], Some(Scalar::UInt(7)));
         assert_eq!(got[3], Some(Scalar::Str("b".into())));
@@ -272,25 +297,50 @@ mod tests {
     #[test]
     fn the_root_must_be_an_object_and_the_document_well_formed() {
         let p = plan(&["action"]);
-        for bad in [&b"[1,2]"[..], b"\"s\"", b"12", b"null", b"{", b"{\"a\":}", b"{} x", b"", b"{\"a\":[1,}"] {
-            assert!(extract(bad, &p).is_err(), "{:?} should be refused", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"[1,2]"[..],
+            b"\"s\"",
+            b"12",
+            b"null",
+            b"{",
+            b"{\"a\":}",
+            b"{} x",
+            b"",
+            b"{\"a\":[1,}",
+        ] {
+            assert!(
+                extract(bad, &p).is_err(),
+                "{:?} should be refused",
+                String::from_utf8_lossy(bad)
+            );
         }
         extract(b" {} ", &p).unwrap();
     }
 
     #[test]
-    fn deep_nesting_is_refused_not_overflowed() {
-        let deep = format!("{{\"a\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(extract(deep.as_bytes(), &plan(&["a"])).is_err());
+    fn deep_nesting_does_not_overflow_the_stack() {
+        // Skipped values are walked without recursion; planned paths recurse only as deep as the
+        // path is long.
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(extract(deep.as_bytes(), &plan(&["b"])).unwrap(), vec![None]);
+        assert_eq!(extract(deep.as_bytes(), &plan(&["a.0.0"])).unwrap(), vec![Some(Scalar::Compound)]);
+        let unbalanced = "[".repeat(100_000);
+        assert!(extract(format!("{{\"a\":{unbalanced}}}").as_bytes(), &plan(&["a"])).is_err());
     }
 
     #[test]
     fn form_bodies_carry_json_in_payload() {
         let body = Bytes::from_static(b"payload=%7B%22action%22%3A%22opened%22%7D");
         let form = Some("application/x-www-form-urlencoded");
-        assert_eq!(payload(&body, form, true).unwrap(), Bytes::from_static(br#"{"action":"opened"}"#));
+        assert_eq!(
+            payload(&body, form, true).unwrap(),
+            Bytes::from_static(br#"{"action":"opened"}"#)
+        );
         assert_eq!(payload(&body, form, false).unwrap(), body);
-        assert_eq!(payload(&body, Some("application/json"), true).unwrap(), body);
+        assert_eq!(
+            payload(&body, Some("application/json"), true).unwrap(),
+            body
+        );
         assert!(payload(&Bytes::from_static(b"x=1"), form, true).is_err());
     }
 

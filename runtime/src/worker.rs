@@ -50,7 +50,9 @@ pub(crate) async fn run(
         };
         let busy = !claimed.is_empty();
         for job in claimed {
-            let Ok(permit) = permits.clone().acquire_owned().await else { break };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
             let app = app.clone();
             tokio::spawn(async move {
                 run_claimed(&app, job).await;
@@ -88,7 +90,10 @@ pub(crate) async fn run(
     }
     // Drain: wait for running handlers to finish within the grace period.
     let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
-    if tokio::time::timeout(grace, permits.acquire_many(all)).await.is_err() {
+    if tokio::time::timeout(grace, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
         tracing::warn!(
             target: "hooksmith::worker",
             "handlers still running after the shutdown grace period; their leases expire and they run again"
@@ -187,7 +192,13 @@ pub(crate) async fn run_once(
 }
 
 async fn finish(shared: &Arc<Shared>, job: i64, result: JobResult) {
-    let retry = matches!(result, JobResult::Failed { retry_at_ms: Some(_), .. });
+    let retry = matches!(
+        result,
+        JobResult::Failed {
+            retry_at_ms: Some(_),
+            ..
+        }
+    );
     let now = shared.clock.now_ms();
     if let Err(error) = shared.store.finish(job, result, now).await {
         // The lease expires and the job runs again: at least once, never dropped.

@@ -3,9 +3,13 @@
 
 use std::time::{Duration, Instant};
 
+/// The README's code, compiled as a doctest.
+#[doc = include_str!("../../README.md")]
+mod readme {}
+
 use hooksmith::App;
-use hooksmith::axum::body::Body;
 use hooksmith::axum::Router;
+use hooksmith::axum::body::Body;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -39,23 +43,41 @@ impl Harness {
     }
 
     /// Sends a request through the router.
-    pub async fn request(&self, method: &str, path: &str, headers: &[(&str, String)], body: impl Into<Body>) -> Reply {
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: impl Into<Body>,
+    ) -> Reply {
         let mut request = http::Request::builder().method(method).uri(path);
         for (name, value) in headers {
             request = request.header(*name, value);
         }
         let request = request.body(body.into()).expect("request");
-        let response = self.router.clone().oneshot(request).await.expect("infallible");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
         let (parts, body) = response.into_parts();
         let body = body.collect().await.expect("body").to_bytes();
-        Reply { status: parts.status.as_u16(), headers: parts.headers, body }
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
     }
 
     /// POSTs `body` to `path` signed for that endpoint, with extra headers.
     pub async fn post_signed(&self, path: &str, headers: &[(&str, String)], body: &[u8]) -> Reply {
         let mut all: Vec<(&str, String)> = headers.to_vec();
         let signature = self.app.sign(path, body).expect("endpoint exists");
-        let names: Vec<String> = signature.iter().map(|(n, _)| n.as_str().to_owned()).collect();
+        let names: Vec<String> = signature
+            .iter()
+            .map(|(n, _)| n.as_str().to_owned())
+            .collect();
         for ((_, value), name) in signature.iter().zip(&names) {
             all.push((name.as_str(), value.to_str().expect("ascii").to_owned()));
         }
@@ -66,32 +88,57 @@ impl Harness {
     /// GETs an admin path with the token and parses the JSON answer.
     pub async fn admin(&self, path: &str) -> serde_json::Value {
         let reply = self
-            .request("GET", path, &[("authorization", format!("Bearer {ADMIN_TOKEN}"))], Body::empty())
+            .request(
+                "GET",
+                path,
+                &[("authorization", format!("Bearer {ADMIN_TOKEN}"))],
+                Body::empty(),
+            )
             .await;
-        assert_eq!(reply.status, 200, "GET {path}: {}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(
+            reply.status,
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
         serde_json::from_slice(&reply.body).expect("admin JSON")
     }
 
     /// The newest deliveries on an endpoint.
     pub async fn deliveries(&self, endpoint: &str) -> Vec<serde_json::Value> {
-        let list = self.admin(&format!("/admin/deliveries?endpoint={endpoint}")).await;
+        let list = self
+            .admin(&format!("/admin/deliveries?endpoint={endpoint}"))
+            .await;
         list.as_array().cloned().unwrap_or_default()
     }
 
     /// Waits (at most 10 s) until the delivery with this provider id has `status`, and returns it.
-    pub async fn wait_for_status(&self, endpoint: &str, delivery_id: &str, status: &str) -> serde_json::Value {
+    pub async fn wait_for_status(
+        &self,
+        endpoint: &str,
+        delivery_id: &str,
+        status: &str,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let list = self
-                .admin(&format!("/admin/deliveries?endpoint={endpoint}&delivery_id={delivery_id}"))
+                .admin(&format!(
+                    "/admin/deliveries?endpoint={endpoint}&delivery_id={delivery_id}"
+                ))
                 .await;
             if let Some(found) = list.as_array().and_then(|l| l.first()) {
                 if found["status"] == status {
                     return found.clone();
                 }
-                assert!(Instant::now() < deadline, "delivery {delivery_id} stayed {found}, expected {status}");
+                assert!(
+                    Instant::now() < deadline,
+                    "delivery {delivery_id} stayed {found}, expected {status}"
+                );
             } else {
-                assert!(Instant::now() < deadline, "delivery {delivery_id} was never stored");
+                assert!(
+                    Instant::now() < deadline,
+                    "delivery {delivery_id} was never stored"
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use hooksmith::axum::Json as AxumJson;
 use hooksmith::axum::body::Body;
-use hooksmith::{Delivery, Endpoint, HandlerError, Headers, Json, Raw, SecretSource, State, webhook};
+use hooksmith::{
+    Delivery, Endpoint, HandlerError, Headers, Json, Raw, SecretSource, State, webhook,
+};
 use hooksmith_tests::{ADMIN_TOKEN, Harness, handler};
 use serde::Deserialize;
 
@@ -31,7 +33,10 @@ const HOOKS: Endpoint = Endpoint::new("/t/hooks")
     .prefix("sha256=")
     .event_field("type")
     .id_field("id")
-    .secrets(&[SecretSource::env("PIPELINE_SECRET"), SecretSource::env("PIPELINE_OLD_SECRET").optional()]);
+    .secrets(&[
+        SecretSource::env("PIPELINE_SECRET"),
+        SecretSource::env("PIPELINE_OLD_SECRET").optional(),
+    ]);
 
 #[webhook(endpoint = HOOKS, event = "fail", retry(max = 2, backoff = "5ms", factor = 2))]
 async fn always_fails(runs: State<Runs>) -> Result<(), std::io::Error> {
@@ -49,7 +54,10 @@ async fn refuses(runs: State<Runs>) -> hooksmith::Result {
 async fn flaky(runs: State<Runs>, delivery: Delivery) -> hooksmith::Result {
     runs.record("flaky");
     if delivery.attempt() < 3 {
-        return Err(HandlerError::new(format!("attempt {} failed", delivery.attempt())));
+        return Err(HandlerError::new(format!(
+            "attempt {} failed",
+            delivery.attempt()
+        )));
     }
     Ok(())
 }
@@ -87,15 +95,25 @@ async fn big_orders(order: Json<Order>, runs: State<Runs>, headers: Headers) {
 
 #[webhook(endpoint = HOOKS, event = "order.created", filter("customer.email" = regex("@example\\.com$")))]
 async fn example_customers(value: serde_json::Value, runs: State<Runs>) {
-    runs.record(format!("example_customers:{}", value["id"].as_str().unwrap_or("")));
+    runs.record(format!(
+        "example_customers:{}",
+        value["id"].as_str().unwrap_or("")
+    ));
 }
 
-#[webhook(path = "/t/handled", sig = "none", ack = "handled", event_field = "type")]
+#[webhook(
+    path = "/t/handled",
+    sig = "none",
+    ack = "handled",
+    event_field = "type"
+)]
 async fn answers(body: serde_json::Value) -> hooksmith::Result<AxumJson<serde_json::Value>> {
     if body["type"] == "fail" {
         return Err(HandlerError::new("cannot answer"));
     }
-    Ok(AxumJson(serde_json::json!({"challenge": body["challenge"]})))
+    Ok(AxumJson(
+        serde_json::json!({"challenge": body["challenge"]}),
+    ))
 }
 
 #[webhook(path = "/t/open", sig = "none", methods = ["POST", "PUT"])]
@@ -103,28 +121,43 @@ async fn open_endpoint(runs: State<Runs>, delivery: Delivery) {
     runs.record(format!("open:{}", delivery.event()));
 }
 
+/// The mission's own example, verbatim.
+#[webhook(path = "/hooks/github", sig = "hmac-sha256", filter(action = "opened"))]
+async fn mission_example(runs: State<Runs>, delivery: Delivery) {
+    runs.record(format!("mission:{}", delivery.id()));
+}
+
 fn app(runs: &Runs) -> Harness {
     app_with(runs, |b| b)
 }
 
-fn app_with(runs: &Runs, f: impl FnOnce(hooksmith::AppBuilder) -> hooksmith::AppBuilder) -> Harness {
+fn app_with(
+    runs: &Runs,
+    f: impl FnOnce(hooksmith::AppBuilder) -> hooksmith::AppBuilder,
+) -> Harness {
     let builder = hooksmith::App::builder()
         .ignore_env()
         .var("PIPELINE_SECRET", SECRET)
+        .var("HOOKSMITH_SECRET_HOOKS_GITHUB", SECRET)
         .state(runs.clone())
         .admin_token(ADMIN_TOKEN);
     Harness::new(f(builder).build().expect("app builds"))
 }
 
 async fn send(h: &Harness, body: serde_json::Value) -> u16 {
-    h.post_signed("/t/hooks", &[], body.to_string().as_bytes()).await.status
+    h.post_signed("/t/hooks", &[], body.to_string().as_bytes())
+        .await
+        .status
 }
 
 #[tokio::test]
 async fn a_failing_handler_is_retried_with_backoff_then_dead() {
     let runs = Runs::default();
     let h = app(&runs);
-    assert_eq!(send(&h, serde_json::json!({"type": "fail", "id": "f-1"})).await, 204);
+    assert_eq!(
+        send(&h, serde_json::json!({"type": "fail", "id": "f-1"})).await,
+        204
+    );
     let delivery = h.wait_for_status("/t/hooks", "f-1", "dead").await;
     let job = handler(&delivery, "always_fails");
     assert_eq!(job["status"], "dead");
@@ -137,7 +170,10 @@ async fn a_failing_handler_is_retried_with_backoff_then_dead() {
 async fn a_permanent_error_is_not_retried() {
     let runs = Runs::default();
     let h = app(&runs);
-    assert_eq!(send(&h, serde_json::json!({"type": "permanent", "id": "p-1"})).await, 204);
+    assert_eq!(
+        send(&h, serde_json::json!({"type": "permanent", "id": "p-1"})).await,
+        204
+    );
     let delivery = h.wait_for_status("/t/hooks", "p-1", "dead").await;
     assert_eq!(handler(&delivery, "refuses")["attempts"], 1);
     assert_eq!(runs.count("refuses"), 1);
@@ -147,11 +183,17 @@ async fn a_permanent_error_is_not_retried() {
 async fn a_flaky_handler_succeeds_on_a_retry() {
     let runs = Runs::default();
     let h = app(&runs);
-    assert_eq!(send(&h, serde_json::json!({"type": "flaky", "id": "fl-1"})).await, 204);
+    assert_eq!(
+        send(&h, serde_json::json!({"type": "flaky", "id": "fl-1"})).await,
+        204
+    );
     let delivery = h.wait_for_status("/t/hooks", "fl-1", "acknowledged").await;
     let job = handler(&delivery, "flaky");
     assert_eq!(job["attempts"], 3);
-    assert_eq!(job["last_error"], "attempt 2 failed", "the last failure stays on record");
+    assert_eq!(
+        job["last_error"], "attempt 2 failed",
+        "the last failure stays on record"
+    );
     assert_eq!(runs.count("flaky"), 3);
 }
 
@@ -159,15 +201,26 @@ async fn a_flaky_handler_succeeds_on_a_retry() {
 async fn a_panicking_handler_does_not_disturb_its_sibling() {
     let runs = Runs::default();
     let h = app(&runs);
-    assert_eq!(send(&h, serde_json::json!({"type": "boom", "id": "b-1"})).await, 204);
+    assert_eq!(
+        send(&h, serde_json::json!({"type": "boom", "id": "b-1"})).await,
+        204
+    );
     let delivery = h.wait_for_status("/t/hooks", "b-1", "dead").await;
     let panicked = handler(&delivery, "panics");
     assert_eq!(panicked["status"], "dead");
-    assert!(panicked["last_error"].as_str().unwrap().contains("handler exploded"));
+    assert!(
+        panicked["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("handler exploded")
+    );
     assert_eq!(handler(&delivery, "panic_sibling")["status"], "succeeded");
     assert_eq!(runs.count("panic_sibling"), 1);
     // The app keeps serving.
-    assert_eq!(send(&h, serde_json::json!({"type": "flaky", "id": "b-2"})).await, 204);
+    assert_eq!(
+        send(&h, serde_json::json!({"type": "flaky", "id": "b-2"})).await,
+        204
+    );
 }
 
 #[tokio::test]
@@ -177,8 +230,15 @@ async fn sync_handlers_run_on_the_blocking_pool() {
     let body = serde_json::json!({"type": "sync", "id": "s-1"});
     assert_eq!(send(&h, body.clone()).await, 204);
     let delivery = h.wait_for_status("/t/hooks", "s-1", "acknowledged").await;
-    assert_eq!(handler(&delivery, "sync_handler")["status"], "succeeded", "{delivery}");
-    assert_eq!(runs.count(&format!("sync_handler:{}", body.to_string().len())), 1);
+    assert_eq!(
+        handler(&delivery, "sync_handler")["status"],
+        "succeeded",
+        "{delivery}"
+    );
+    assert_eq!(
+        runs.count(&format!("sync_handler:{}", body.to_string().len())),
+        1
+    );
 }
 
 #[tokio::test]
@@ -186,18 +246,42 @@ async fn globs_and_filters_route_each_delivery() {
     let runs = Runs::default();
     let h = app(&runs);
     let cases = [
-        (serde_json::json!({"type": "order.created", "id": "o-1", "amount": 100, "customer": {"email": "a@example.com"}}), vec!["big_orders", "example_customers"]),
-        (serde_json::json!({"type": "order.paid", "id": "o-2", "amount": 5, "meta": {"priority": true}}), vec!["big_orders"]),
-        (serde_json::json!({"type": "order.paid", "id": "o-3", "amount": 5}), vec![]),
-        (serde_json::json!({"type": "order.created", "id": "o-4", "amount": 5, "customer": {"email": "a@example.org"}}), vec![]),
-        (serde_json::json!({"type": "orders", "id": "o-5", "amount": 100}), vec![]),
+        (
+            serde_json::json!({"type": "order.created", "id": "o-1", "amount": 100, "customer": {"email": "a@example.com"}}),
+            vec!["big_orders", "example_customers"],
+        ),
+        (
+            serde_json::json!({"type": "order.paid", "id": "o-2", "amount": 5, "meta": {"priority": true}}),
+            vec!["big_orders"],
+        ),
+        (
+            serde_json::json!({"type": "order.paid", "id": "o-3", "amount": 5}),
+            vec![],
+        ),
+        (
+            serde_json::json!({"type": "order.created", "id": "o-4", "amount": 5, "customer": {"email": "a@example.org"}}),
+            vec![],
+        ),
+        (
+            serde_json::json!({"type": "orders", "id": "o-5", "amount": 100}),
+            vec![],
+        ),
     ];
     for (body, expected) in &cases {
         assert_eq!(send(&h, body.clone()).await, 204);
         let id = body["id"].as_str().unwrap();
-        let status = if expected.is_empty() { "unhandled" } else { "acknowledged" };
+        let status = if expected.is_empty() {
+            "unhandled"
+        } else {
+            "acknowledged"
+        };
         let delivery = h.wait_for_status("/t/hooks", id, status).await;
-        let mut names: Vec<&str> = delivery["handlers"].as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
+        let mut names: Vec<&str> = delivery["handlers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["name"].as_str().unwrap())
+            .collect();
         names.sort_unstable();
         assert_eq!(&names, expected, "{body}");
     }
@@ -205,7 +289,13 @@ async fn globs_and_filters_route_each_delivery() {
     assert_eq!(runs.count("example_customers:o-1"), 1);
     // A header filter excludes.
     let body = serde_json::json!({"type": "order.paid", "id": "o-6", "amount": 100});
-    let reply = h.post_signed("/t/hooks", &[("x-test", "skip".into())], body.to_string().as_bytes()).await;
+    let reply = h
+        .post_signed(
+            "/t/hooks",
+            &[("x-test", "skip".into())],
+            body.to_string().as_bytes(),
+        )
+        .await;
     assert_eq!(reply.status, 204);
     h.wait_for_status("/t/hooks", "o-6", "unhandled").await;
 }
@@ -218,10 +308,19 @@ async fn the_previous_secret_still_verifies_during_a_rotation() {
     let signed_with_old = old.app.sign("/t/hooks", body.as_bytes()).unwrap();
     let header = signed_with_old[0].1.to_str().unwrap().to_owned();
     let rotated = app_with(&runs, |b| b.var("PIPELINE_OLD_SECRET", "old secret"));
-    let reply = rotated.request("POST", "/t/hooks", &[("x-signature", header.clone())], body.clone()).await;
+    let reply = rotated
+        .request(
+            "POST",
+            "/t/hooks",
+            &[("x-signature", header.clone())],
+            body.clone(),
+        )
+        .await;
     assert_eq!(reply.status, 204);
     let not_rotated = app(&runs);
-    let reply = not_rotated.request("POST", "/t/hooks", &[("x-signature", header)], body).await;
+    let reply = not_rotated
+        .request("POST", "/t/hooks", &[("x-signature", header)], body)
+        .await;
     assert_eq!(reply.status, 401);
 }
 
@@ -230,19 +329,46 @@ async fn an_ack_handled_handler_answers_the_request() {
     let runs = Runs::default();
     let h = app(&runs);
     let reply = h
-        .request("POST", "/t/handled", &[], serde_json::json!({"type": "url_verification", "challenge": "c-42"}).to_string())
+        .request(
+            "POST",
+            "/t/handled",
+            &[],
+            serde_json::json!({"type": "url_verification", "challenge": "c-42"}).to_string(),
+        )
         .await;
     assert_eq!(reply.status, 200);
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&reply.body).unwrap(), serde_json::json!({"challenge": "c-42"}));
-    let reply = h.request("POST", "/t/handled", &[], serde_json::json!({"type": "fail"}).to_string()).await;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&reply.body).unwrap(),
+        serde_json::json!({"challenge": "c-42"})
+    );
+    let reply = h
+        .request(
+            "POST",
+            "/t/handled",
+            &[],
+            serde_json::json!({"type": "fail"}).to_string(),
+        )
+        .await;
     assert_eq!(reply.status, 500);
-    assert_eq!(reply.body, "handler failed\n", "the error stays out of the response");
+    assert_eq!(
+        reply.body, "handler failed\n",
+        "the error stays out of the response"
+    );
     let list = h.deliveries("/t/handled").await;
-    let failed = list.iter().find(|d| d["status"] != "acknowledged").expect("the failed one");
+    let failed = list
+        .iter()
+        .find(|d| d["status"] != "acknowledged")
+        .expect("the failed one");
     let job = handler(failed, "answers");
     assert_eq!(job["last_error"], "cannot answer");
-    assert_eq!(job["status"], "retrying", "a failed in-request run is retried from the queue");
-    let ok = list.iter().find(|d| d["status"] == "acknowledged").expect("the answered one");
+    assert_eq!(
+        job["status"], "retrying",
+        "a failed in-request run is retried from the queue"
+    );
+    let ok = list
+        .iter()
+        .find(|d| d["status"] == "acknowledged")
+        .expect("the answered one");
     assert_eq!(handler(ok, "answers")["attempts"], 1);
 }
 
@@ -254,7 +380,9 @@ async fn fifty_identical_deliveries_in_parallel_are_stored_and_handled_once() {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let (h, body) = (h.clone(), body.clone());
-            tokio::spawn(async move { h.post_signed("/t/hooks", &[], body.as_bytes()).await.status })
+            tokio::spawn(
+                async move { h.post_signed("/t/hooks", &[], body.as_bytes()).await.status },
+            )
         })
         .collect();
     for task in tasks {
@@ -263,7 +391,14 @@ async fn fifty_identical_deliveries_in_parallel_are_stored_and_handled_once() {
     h.wait_for_status("/t/hooks", "same", "acknowledged").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(runs.count("big_orders:same:100"), 1);
-    assert_eq!(h.admin("/admin/deliveries?delivery_id=same").await.as_array().unwrap().len(), 1);
+    assert_eq!(
+        h.admin("/admin/deliveries?delivery_id=same")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -281,7 +416,10 @@ async fn a_disabled_endpoint_answers_404() {
     let runs = Runs::default();
     let h = app_with(&runs, |b| b.disable("/t/open"));
     assert_eq!(h.request("POST", "/t/open", &[], "{}").await.status, 404);
-    assert_eq!(send(&h, serde_json::json!({"type": "order.paid", "id": "d-1"})).await, 204);
+    assert_eq!(
+        send(&h, serde_json::json!({"type": "order.paid", "id": "d-1"})).await,
+        204
+    );
 }
 
 #[tokio::test]
@@ -292,7 +430,10 @@ async fn a_missing_state_stops_the_app_at_startup() {
         .build()
         .expect_err("State<Runs> is missing");
     let message = error.to_string();
-    assert!(message.contains("`always_fails`") && message.contains("State<pipeline::Runs>"), "{message}");
+    assert!(
+        message.contains("`always_fails`") && message.contains("State<pipeline::Runs>"),
+        "{message}"
+    );
     assert!(message.contains(".state(value)"), "{message}");
 }
 
@@ -300,7 +441,61 @@ async fn a_missing_state_stops_the_app_at_startup() {
 async fn nothing_is_stored_for_a_rejected_request() {
     let runs = Runs::default();
     let h = app(&runs);
-    let reply = h.request("POST", "/t/hooks", &[("x-signature", "sha256=00".into())], Body::from("{}")).await;
+    let reply = h
+        .request(
+            "POST",
+            "/t/hooks",
+            &[("x-signature", "sha256=00".into())],
+            Body::from("{}"),
+        )
+        .await;
     assert_eq!(reply.status, 401);
     assert!(h.deliveries("/t/hooks").await.is_empty());
+}
+
+#[tokio::test]
+async fn the_mission_example_verifies_github_format_and_filters() {
+    let runs = Runs::default();
+    let h = app(&runs);
+    let opened = br#"{"action":"opened","number":1}"#;
+    let signature = h.app.sign("/hooks/github", opened).unwrap();
+    assert_eq!(signature[0].0.as_str(), "x-hub-signature-256");
+    assert!(signature[0].1.to_str().unwrap().starts_with("sha256="));
+    assert_eq!(
+        h.post_signed("/hooks/github", &[], opened).await.status,
+        204
+    );
+    let closed = br#"{"action":"closed","number":1}"#;
+    assert_eq!(
+        h.post_signed("/hooks/github", &[], closed).await.status,
+        204
+    );
+    let list = h.deliveries("/hooks/github").await;
+    assert_eq!(list.len(), 2);
+    let (closed, opened) = (&list[0], &list[1]);
+    let opened = h
+        .wait_for_status(
+            "/hooks/github",
+            opened["delivery_id"].as_str().unwrap(),
+            "acknowledged",
+        )
+        .await;
+    assert_eq!(handler(&opened, "mission_example")["attempts"], 1);
+    assert_eq!(closed["status"], "unhandled");
+    assert_eq!(
+        runs.count(&format!(
+            "mission:{}",
+            opened["delivery_id"].as_str().unwrap()
+        )),
+        1
+    );
+    let reply = h
+        .request(
+            "POST",
+            "/hooks/github",
+            &[("x-hub-signature-256", "sha256=00".into())],
+            "{}",
+        )
+        .await;
+    assert_eq!(reply.status, 401);
 }

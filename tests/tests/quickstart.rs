@@ -24,16 +24,27 @@ async fn harness() -> Harness {
 
 fn fresh_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!("delivery-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "delivery-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn github(event: &str, id: &str) -> Vec<(&'static str, String)> {
-    vec![("x-github-event", event.to_owned()), ("x-github-delivery", id.to_owned())]
+    vec![
+        ("x-github-event", event.to_owned()),
+        ("x-github-delivery", id.to_owned()),
+    ]
 }
 
 fn with_action(action: &str) -> Vec<u8> {
     String::from_utf8_lossy(PR_OPENED)
-        .replacen("\"action\":\"opened\"", &format!("\"action\":\"{action}\""), 1)
+        .replacen(
+            "\"action\":\"opened\"",
+            &format!("\"action\":\"{action}\""),
+            1,
+        )
         .into_bytes()
 }
 
@@ -41,27 +52,49 @@ fn with_action(action: &str) -> Vec<u8> {
 async fn a_signed_pull_request_is_stored_then_handled_once() {
     let h = harness().await;
     let id = fresh_id();
-    let reply = h.post_signed("/hooks/github", &github("pull_request", &id), PR_OPENED).await;
+    let reply = h
+        .post_signed("/hooks/github", &github("pull_request", &id), PR_OPENED)
+        .await;
     assert_eq!(reply.status, 204, "{:?}", reply.body);
-    let delivery = h.wait_for_status("/hooks/github", &id, "acknowledged").await;
+    let delivery = h
+        .wait_for_status("/hooks/github", &id, "acknowledged")
+        .await;
     assert_eq!(delivery["event"], "pull_request");
     assert_eq!(delivery["delivery_id"], id.as_str());
     let pr = handler(&delivery, "pr_opened");
     assert_eq!(pr["status"], "succeeded");
     assert_eq!(pr["attempts"], 1);
-    assert_eq!(delivery["handlers"].as_array().unwrap().len(), 1, "only pr_opened matches");
+    assert_eq!(
+        delivery["handlers"].as_array().unwrap().len(),
+        1,
+        "only pr_opened matches"
+    );
 }
 
 #[tokio::test]
 async fn filters_route_by_action() {
     let h = harness().await;
     let (opened, closed) = (fresh_id(), fresh_id());
-    assert_eq!(h.post_signed("/hooks/github", &github("pull_request", &opened), PR_OPENED).await.status, 204);
+    assert_eq!(
+        h.post_signed("/hooks/github", &github("pull_request", &opened), PR_OPENED)
+            .await
+            .status,
+        204
+    );
     let body = with_action("closed");
-    assert_eq!(h.post_signed("/hooks/github", &github("pull_request", &closed), &body).await.status, 204);
-    let opened = h.wait_for_status("/hooks/github", &opened, "acknowledged").await;
+    assert_eq!(
+        h.post_signed("/hooks/github", &github("pull_request", &closed), &body)
+            .await
+            .status,
+        204
+    );
+    let opened = h
+        .wait_for_status("/hooks/github", &opened, "acknowledged")
+        .await;
     assert_eq!(handler(&opened, "pr_opened")["status"], "succeeded");
-    let closed = h.wait_for_status("/hooks/github", &closed, "unhandled").await;
+    let closed = h
+        .wait_for_status("/hooks/github", &closed, "unhandled")
+        .await;
     assert_eq!(closed["handlers"], serde_json::json!([]));
 }
 
@@ -70,12 +103,26 @@ async fn other_events_reach_their_handlers() {
     let h = harness().await;
     let (ping, issue) = (fresh_id(), fresh_id());
     let zen = br#"{"zen":"Design for failure.","hook_id":1}"#;
-    assert_eq!(h.post_signed("/hooks/github", &github("ping", &ping), zen).await.status, 204);
+    assert_eq!(
+        h.post_signed("/hooks/github", &github("ping", &ping), zen)
+            .await
+            .status,
+        204
+    );
     let issue_body = br#"{"action":"closed","issue":{"number":9}}"#;
-    assert_eq!(h.post_signed("/hooks/github", &github("issues", &issue), issue_body).await.status, 204);
-    let ping = h.wait_for_status("/hooks/github", &ping, "acknowledged").await;
+    assert_eq!(
+        h.post_signed("/hooks/github", &github("issues", &issue), issue_body)
+            .await
+            .status,
+        204
+    );
+    let ping = h
+        .wait_for_status("/hooks/github", &ping, "acknowledged")
+        .await;
     assert_eq!(handler(&ping, "ping")["attempts"], 1);
-    let issue = h.wait_for_status("/hooks/github", &issue, "acknowledged").await;
+    let issue = h
+        .wait_for_status("/hooks/github", &issue, "acknowledged")
+        .await;
     assert_eq!(handler(&issue, "issue_event")["status"], "succeeded");
 }
 
@@ -84,12 +131,18 @@ async fn the_same_delivery_twice_is_stored_and_handled_once() {
     let h = harness().await;
     let id = fresh_id();
     for _ in 0..2 {
-        let reply = h.post_signed("/hooks/github", &github("pull_request", &id), PR_OPENED).await;
+        let reply = h
+            .post_signed("/hooks/github", &github("pull_request", &id), PR_OPENED)
+            .await;
         assert_eq!(reply.status, 204);
     }
-    let delivery = h.wait_for_status("/hooks/github", &id, "acknowledged").await;
+    let delivery = h
+        .wait_for_status("/hooks/github", &id, "acknowledged")
+        .await;
     assert_eq!(handler(&delivery, "pr_opened")["attempts"], 1);
-    let all = h.admin(&format!("/admin/deliveries?delivery_id={id}")).await;
+    let all = h
+        .admin(&format!("/admin/deliveries?delivery_id={id}"))
+        .await;
     assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
 }
 
@@ -97,29 +150,49 @@ async fn the_same_delivery_twice_is_stored_and_handled_once() {
 async fn bad_missing_empty_and_stale_signatures_are_401_and_store_nothing() {
     let h = harness().await;
     let id = fresh_id();
-    let good = h.app.sign("/hooks/github", PR_OPENED).unwrap()[0].1.to_str().unwrap().to_owned();
+    let good = h.app.sign("/hooks/github", PR_OPENED).unwrap()[0]
+        .1
+        .to_str()
+        .unwrap()
+        .to_owned();
     let wrong = good.replace(&good[good.len() - 4..], "0000");
     let cases: Vec<Vec<(&str, String)>> = vec![
         vec![],
         vec![("x-hub-signature-256", String::new())],
         vec![("x-hub-signature-256", "sha256=".into())],
         vec![("x-hub-signature-256", wrong)],
-        vec![("x-hub-signature-256", good.trim_start_matches("sha256=").to_owned())],
+        vec![(
+            "x-hub-signature-256",
+            good.trim_start_matches("sha256=").to_owned(),
+        )],
         vec![("x-hub-signature-256", "sha1=0123".into())],
     ];
     for signature in cases {
         let mut headers = github("pull_request", &id);
         headers.extend(signature.iter().cloned());
-        let reply = h.request("POST", "/hooks/github", &headers, PR_OPENED.to_vec()).await;
+        let reply = h
+            .request("POST", "/hooks/github", &headers, PR_OPENED.to_vec())
+            .await;
         assert_eq!(reply.status, 401, "{signature:?}");
-        assert_eq!(reply.body, "invalid signature\n", "every failure answers the same");
+        assert_eq!(
+            reply.body, "invalid signature\n",
+            "every failure answers the same"
+        );
     }
     // Signed, then changed in transit.
     let mut headers = github("pull_request", &id);
     headers.push(("x-hub-signature-256", good));
-    let reply = h.request("POST", "/hooks/github", &headers, with_action("opened ")).await;
+    let reply = h
+        .request("POST", "/hooks/github", &headers, with_action("opened "))
+        .await;
     assert_eq!(reply.status, 401);
-    assert!(h.admin(&format!("/admin/deliveries?delivery_id={id}")).await.as_array().unwrap().is_empty());
+    assert!(
+        h.admin(&format!("/admin/deliveries?delivery_id={id}"))
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -137,17 +210,29 @@ async fn githubs_published_vector_passes_verification() {
     let vector = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
     let mut headers = github("ping", &fresh_id());
     headers.push(("x-hub-signature-256", vector.into()));
-    let reply = h.request("POST", "/hooks/github", &headers, "Hello, World!").await;
+    let reply = h
+        .request("POST", "/hooks/github", &headers, "Hello, World!")
+        .await;
     assert_eq!(reply.status, 400, "{:?}", reply.body);
-    let reply = h.request("POST", "/hooks/github", &headers, "Hello, World?").await;
+    let reply = h
+        .request("POST", "/hooks/github", &headers, "Hello, World?")
+        .await;
     assert_eq!(reply.status, 401);
 }
 
 #[tokio::test]
 async fn malformed_json_and_non_object_roots_are_400() {
     let h = harness().await;
-    for body in [&b"{\"action\":"[..], b"[{\"action\":\"opened\"}]", b"\"opened\"", b"", b"{} {}"] {
-        let reply = h.post_signed("/hooks/github", &github("pull_request", &fresh_id()), body).await;
+    for body in [
+        &b"{\"action\":"[..],
+        b"[{\"action\":\"opened\"}]",
+        b"\"opened\"",
+        b"",
+        b"{} {}",
+    ] {
+        let reply = h
+            .post_signed("/hooks/github", &github("pull_request", &fresh_id()), body)
+            .await;
         assert_eq!(reply.status, 400, "{:?}", String::from_utf8_lossy(body));
     }
 }
@@ -160,11 +245,16 @@ async fn form_encoded_github_deliveries_are_accepted() {
     let body = format!("payload={encoded}");
     let signature = h.app.sign("/hooks/github", body.as_bytes()).unwrap();
     let mut headers = github("pull_request", &id);
-    headers.push(("x-hub-signature-256", signature[0].1.to_str().unwrap().to_owned()));
+    headers.push((
+        "x-hub-signature-256",
+        signature[0].1.to_str().unwrap().to_owned(),
+    ));
     headers.push(("content-type", "application/x-www-form-urlencoded".into()));
     let reply = h.request("POST", "/hooks/github", &headers, body).await;
     assert_eq!(reply.status, 204, "{:?}", reply.body);
-    let delivery = h.wait_for_status("/hooks/github", &id, "acknowledged").await;
+    let delivery = h
+        .wait_for_status("/hooks/github", &id, "acknowledged")
+        .await;
     assert_eq!(handler(&delivery, "pr_opened")["status"], "succeeded");
 }
 
@@ -183,8 +273,18 @@ async fn wrong_methods_are_405_and_unknown_paths_404() {
     let reply = h.request("GET", "/hooks/github", &[], Body::empty()).await;
     assert_eq!(reply.status, 405);
     assert_eq!(reply.headers["allow"], "POST");
-    assert_eq!(h.request("POST", "/hooks/gitlab", &[], Body::empty()).await.status, 404);
-    assert_eq!(h.request("GET", "/healthz", &[], Body::empty()).await.status, 200);
+    assert_eq!(
+        h.request("POST", "/hooks/gitlab", &[], Body::empty())
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        h.request("GET", "/healthz", &[], Body::empty())
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -192,7 +292,9 @@ async fn a_declared_oversized_body_is_413_before_it_is_read() {
     let h = harness().await;
     // The connector's limit is 1 MiB; the declared length alone decides.
     let headers = vec![("content-length", (2 * 1024 * 1024).to_string())];
-    let reply = h.request("POST", "/events", &headers, Body::from(vec![b' '; 10])).await;
+    let reply = h
+        .request("POST", "/events", &headers, Body::from(vec![b' '; 10]))
+        .await;
     assert_eq!(reply.status, 413);
 }
 
@@ -201,14 +303,19 @@ async fn a_payload_that_does_not_fit_the_type_is_a_recorded_retried_failure_not_
     let h = harness().await;
     let id = fresh_id();
     let body = br#"{"action":"opened","number":"not a number","pull_request":{"title":"x"}}"#;
-    let reply = h.post_signed("/hooks/github", &github("pull_request", &id), body).await;
+    let reply = h
+        .post_signed("/hooks/github", &github("pull_request", &id), body)
+        .await;
     assert_eq!(reply.status, 204);
     let delivery = h.wait_for_status("/hooks/github", &id, "dispatched").await;
     let pr = handler(&delivery, "pr_opened");
     assert_eq!(pr["status"], "retrying", "{delivery}");
     assert_eq!(pr["attempts"], 1);
     let error = pr["last_error"].as_str().unwrap();
-    assert!(error.contains("does not fit") && error.contains("PullRequestEvent"), "{error}");
+    assert!(
+        error.contains("does not fit") && error.contains("PullRequestEvent"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -227,7 +334,10 @@ async fn the_connector_endpoint_reads_its_event_from_the_body() {
     for d in &list {
         assert_eq!(d["delivery_id"].as_str().unwrap().len(), 64);
     }
-    let ids: Vec<String> = list.iter().map(|d| d["delivery_id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<String> = list
+        .iter()
+        .map(|d| d["delivery_id"].as_str().unwrap().to_owned())
+        .collect();
     let actions = h.wait_for_status("/events", &ids[1], "acknowledged").await;
     assert_eq!(handler(&actions, "on_actions")["attempts"], 1);
     let summary = h.wait_for_status("/events", &ids[0], "acknowledged").await;
@@ -238,26 +348,58 @@ async fn the_connector_endpoint_reads_its_event_from_the_body() {
 async fn the_admin_api_needs_its_token_and_redacts_signatures() {
     let h = harness().await;
     let id = fresh_id();
-    assert_eq!(h.post_signed("/hooks/github", &github("pull_request", &id), PR_OPENED).await.status, 204);
-    for auth in [vec![], vec![("authorization", "Bearer wrong".to_owned())], vec![("authorization", ADMIN_TOKEN.to_owned())]] {
-        let reply = h.request("GET", "/admin/deliveries", &auth, Body::empty()).await;
+    assert_eq!(
+        h.post_signed("/hooks/github", &github("pull_request", &id), PR_OPENED)
+            .await
+            .status,
+        204
+    );
+    for auth in [
+        vec![],
+        vec![("authorization", "Bearer wrong".to_owned())],
+        vec![("authorization", ADMIN_TOKEN.to_owned())],
+    ] {
+        let reply = h
+            .request("GET", "/admin/deliveries", &auth, Body::empty())
+            .await;
         assert_eq!(reply.status, 401, "{auth:?}");
     }
-    let delivery = h.wait_for_status("/hooks/github", &id, "acknowledged").await;
-    let detail = h.admin(&format!("/admin/deliveries/{}", delivery["id"])).await;
+    let delivery = h
+        .wait_for_status("/hooks/github", &id, "acknowledged")
+        .await;
+    let detail = h
+        .admin(&format!("/admin/deliveries/{}", delivery["id"]))
+        .await;
     assert_eq!(detail["body"].as_str().unwrap().as_bytes(), PR_OPENED);
     assert!(!detail["body_base64"].as_str().unwrap().is_empty());
     let headers = detail["headers"].as_array().unwrap();
-    let signature = headers.iter().find(|h| h[0] == "x-hub-signature-256").unwrap();
+    let signature = headers
+        .iter()
+        .find(|h| h[0] == "x-hub-signature-256")
+        .unwrap();
     assert_eq!(signature[1], "[redacted]");
-    assert!(headers.iter().any(|h| h[0] == "x-github-delivery" && h[1] == id.as_str()));
+    assert!(
+        headers
+            .iter()
+            .any(|h| h[0] == "x-github-delivery" && h[1] == id.as_str())
+    );
     assert_eq!(detail["received_at"].as_str().unwrap().len(), 24);
     let missing = h
-        .request("GET", "/admin/deliveries/999999", &[("authorization", format!("Bearer {ADMIN_TOKEN}"))], Body::empty())
+        .request(
+            "GET",
+            "/admin/deliveries/999999",
+            &[("authorization", format!("Bearer {ADMIN_TOKEN}"))],
+            Body::empty(),
+        )
         .await;
     assert_eq!(missing.status, 404);
     let bad = h
-        .request("GET", "/admin/deliveries?status=lost", &[("authorization", format!("Bearer {ADMIN_TOKEN}"))], Body::empty())
+        .request(
+            "GET",
+            "/admin/deliveries?status=lost",
+            &[("authorization", format!("Bearer {ADMIN_TOKEN}"))],
+            Body::empty(),
+        )
         .await;
     assert_eq!(bad.status, 400);
 }
@@ -273,7 +415,12 @@ async fn the_admin_api_is_not_mounted_without_a_token() {
         .unwrap();
     let h = Harness::new(app);
     let reply = h
-        .request("GET", "/admin/deliveries", &[("authorization", format!("Bearer {ADMIN_TOKEN}"))], Body::empty())
+        .request(
+            "GET",
+            "/admin/deliveries",
+            &[("authorization", format!("Bearer {ADMIN_TOKEN}"))],
+            Body::empty(),
+        )
         .await;
     assert_eq!(reply.status, 404);
 }
@@ -283,14 +430,26 @@ async fn the_admin_list_filters_and_pages_newest_first() {
     let h = harness().await;
     let ids: Vec<String> = (0..5).map(|_| fresh_id()).collect();
     for id in &ids {
-        assert_eq!(h.post_signed("/hooks/github", &github("pull_request", id), PR_OPENED).await.status, 204);
+        assert_eq!(
+            h.post_signed("/hooks/github", &github("pull_request", id), PR_OPENED)
+                .await
+                .status,
+            204
+        );
     }
-    let page = h.admin("/admin/deliveries?endpoint=/hooks/github&limit=2").await;
+    let page = h
+        .admin("/admin/deliveries?endpoint=/hooks/github&limit=2")
+        .await;
     let page = page.as_array().unwrap();
     assert_eq!(page.len(), 2);
     assert_eq!(page[0]["delivery_id"], ids[4].as_str());
     assert_eq!(page[1]["delivery_id"], ids[3].as_str());
-    let next = h.admin(&format!("/admin/deliveries?limit=2&before={}", page[1]["id"])).await;
+    let next = h
+        .admin(&format!(
+            "/admin/deliveries?limit=2&before={}",
+            page[1]["id"]
+        ))
+        .await;
     assert_eq!(next[0]["delivery_id"], ids[2].as_str());
     let none = h.admin("/admin/deliveries?event=issues").await;
     assert!(none.as_array().unwrap().is_empty());
@@ -325,7 +484,8 @@ mod over_tcp {
         let server = tokio::spawn(app.serve_on(listener, async {
             let _ = stopped.await;
         }));
-        let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::combinators::BoxBody<Bytes, Infallible>>();
+        let client = Client::builder(TokioExecutor::new())
+            .build_http::<http_body_util::combinators::BoxBody<Bytes, Infallible>>();
 
         let id = fresh_id();
         let request = http::Request::post(format!("http://{addr}/hooks/github"))
@@ -346,7 +506,8 @@ mod over_tcp {
         assert_eq!(client.request(request).await.unwrap().status(), 401);
 
         // No Content-Length: the limit is enforced while streaming.
-        let chunks = (0..40).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b' '; 64 * 1024]))));
+        let chunks =
+            (0..40).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b' '; 64 * 1024]))));
         let request = http::Request::post(format!("http://{addr}/events"))
             .body(IterStream(chunks).boxed())
             .unwrap();
@@ -356,11 +517,20 @@ mod over_tcp {
         // The handler ran: read it back through the admin API over the socket.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let request = http::Request::get(format!("http://{addr}/admin/deliveries?delivery_id={id}"))
-                .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-                .body(Full::new(Bytes::new()).boxed())
-                .unwrap();
-            let body = client.request(request).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+            let request =
+                http::Request::get(format!("http://{addr}/admin/deliveries?delivery_id={id}"))
+                    .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+                    .body(Full::new(Bytes::new()).boxed())
+                    .unwrap();
+            let body = client
+                .request(request)
+                .await
+                .unwrap()
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes();
             let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
             if list[0]["status"] == "acknowledged" {
                 break;

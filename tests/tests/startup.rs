@@ -9,7 +9,10 @@ fn builder() -> AppBuilder {
 }
 
 fn error(builder: AppBuilder) -> String {
-    builder.build().expect_err("the app must not start").to_string()
+    builder
+        .build()
+        .expect_err("the app must not start")
+        .to_string()
 }
 
 #[webhook(path = "/s/github", sig = "github")]
@@ -42,13 +45,17 @@ async fn typo_hook() {}
 #[webhook(path = "/s/tenants/{connection}", sig = "github")]
 async fn tenant_hook() {}
 
-const NONE_WITH_SECRET: Endpoint = Endpoint::new("/s/none").sig("none").secrets(&[SecretSource::env("X")]);
+const NONE_WITH_SECRET: Endpoint = Endpoint::new("/s/none")
+    .sig("none")
+    .secrets(&[SecretSource::env("X")]);
 #[webhook(endpoint = NONE_WITH_SECRET)]
 async fn none_with_secret() {}
 
-const NO_HEADER: Endpoint = Endpoint::new("/s/generic").sig("hmac-sha256");
-#[webhook(endpoint = NO_HEADER)]
-async fn no_header() {}
+const BAD_HEADER: Endpoint = Endpoint::new("/s/generic")
+    .sig("hmac-sha256")
+    .header("X Sig");
+#[webhook(endpoint = BAD_HEADER)]
+async fn bad_header() {}
 
 #[webhook(path = "/s/no-event", sig = "none", event = "push")]
 async fn no_event_source() {}
@@ -59,19 +66,36 @@ fn a_missing_secret_names_the_variable_the_route_and_the_way_out() {
         let message = error(builder().handler::<github_hook>());
         assert!(message.contains("`GITHUB_WEBHOOK_SECRET`"), "{message}");
         assert!(message.contains("/s/github"), "{message}");
-        assert!(message.contains("sig = \\\"none\\\"") || message.contains("sig = \"none\""), "{message}");
-        assert!(message.contains("startup.rs:"), "names the handler's location: {message}");
+        assert!(
+            message.contains("sig = \\\"none\\\"") || message.contains("sig = \"none\""),
+            "{message}"
+        );
+        assert!(
+            message.contains("startup.rs:"),
+            "names the handler's location: {message}"
+        );
     });
 }
 
 #[test]
 fn empty_and_padded_secrets_are_refused_without_printing_them() {
     tokio_runtime().block_on(async {
-        let message = error(builder().handler::<github_hook>().var("GITHUB_WEBHOOK_SECRET", ""));
+        let message = error(
+            builder()
+                .handler::<github_hook>()
+                .var("GITHUB_WEBHOOK_SECRET", ""),
+        );
         assert!(message.contains("is empty"), "{message}");
-        let message = error(builder().handler::<github_hook>().var("GITHUB_WEBHOOK_SECRET", "s3cr3t-value\n"));
+        let message = error(
+            builder()
+                .handler::<github_hook>()
+                .var("GITHUB_WEBHOOK_SECRET", "s3cr3t-value\n"),
+        );
         assert!(message.contains("whitespace"), "{message}");
-        assert!(!message.contains("s3cr3t-value"), "the secret is never printed: {message}");
+        assert!(
+            !message.contains("s3cr3t-value"),
+            "the secret is never printed: {message}"
+        );
     });
 }
 
@@ -84,17 +108,30 @@ fn conflicting_endpoint_settings_name_both_handlers() {
                 .handler::<github_small>()
                 .var("GITHUB_WEBHOOK_SECRET", "s"),
         );
-        assert!(message.contains("`github_hook`") && message.contains("`github_small`"), "{message}");
+        assert!(
+            message.contains("`github_hook`") && message.contains("`github_small`"),
+            "{message}"
+        );
         assert!(message.contains("`max_body`"), "{message}");
-        assert!(message.contains("endpoint = NAME"), "says how to share settings: {message}");
+        assert!(
+            message.contains("endpoint = NAME"),
+            "says how to share settings: {message}"
+        );
     });
 }
 
 #[test]
 fn two_handlers_with_one_name_are_refused() {
     tokio_runtime().block_on(async {
-        let message = error(builder().handler::<first::same_name>().handler::<second::same_name>());
-        assert!(message.contains("two handlers are named `same_name`"), "{message}");
+        let message = error(
+            builder()
+                .handler::<first::same_name>()
+                .handler::<second::same_name>(),
+        );
+        assert!(
+            message.contains("two handlers are named `same_name`"),
+            "{message}"
+        );
     });
 }
 
@@ -102,9 +139,15 @@ fn two_handlers_with_one_name_are_refused() {
 fn schemes_not_yet_implemented_and_unknown_ones_are_told_apart() {
     tokio_runtime().block_on(async {
         let message = error(builder().handler::<stripe_hook>());
-        assert!(message.contains("`stripe` is not yet supported"), "{message}");
+        assert!(
+            message.contains("`stripe` is not yet supported"),
+            "{message}"
+        );
         let message = error(builder().handler::<typo_hook>());
-        assert!(message.contains("unknown signature scheme `gihtub`") && message.contains("`github`"), "{message}");
+        assert!(
+            message.contains("unknown signature scheme `gihtub`") && message.contains("`github`"),
+            "{message}"
+        );
     });
 }
 
@@ -112,12 +155,26 @@ fn schemes_not_yet_implemented_and_unknown_ones_are_told_apart() {
 fn const_endpoints_are_checked_like_attribute_keys() {
     tokio_runtime().block_on(async {
         let message = error(builder().handler::<none_with_secret>());
-        assert!(message.contains("`sig = \"none\"` and a secret"), "{message}");
-        let message = error(builder().handler::<no_header>().var("HOOKSMITH_SECRET_S_GENERIC", "s"));
-        assert!(message.contains("need `header"), "{message}");
+        assert!(
+            message.contains("`sig = \"none\"` and a secret"),
+            "{message}"
+        );
+        let message = error(
+            builder()
+                .handler::<bad_header>()
+                .var("HOOKSMITH_SECRET_S_GENERIC", "s"),
+        );
+        assert!(
+            message.contains("`X Sig` is not a valid header name"),
+            "{message}"
+        );
         let message = error(builder().handler::<no_event_source>());
         assert!(message.contains("no event source"), "{message}");
-        let message = error(builder().handler::<tenant_hook>().var("GITHUB_WEBHOOK_SECRET", "s"));
+        let message = error(
+            builder()
+                .handler::<tenant_hook>()
+                .var("GITHUB_WEBHOOK_SECRET", "s"),
+        );
         assert!(message.contains("not yet supported"), "{message}");
     });
 }
@@ -125,7 +182,12 @@ fn const_endpoints_are_checked_like_attribute_keys() {
 #[test]
 fn every_problem_is_reported_at_once() {
     tokio_runtime().block_on(async {
-        let message = error(builder().handler::<github_hook>().handler::<stripe_hook>().handler::<no_event_source>());
+        let message = error(
+            builder()
+                .handler::<github_hook>()
+                .handler::<stripe_hook>()
+                .handler::<no_event_source>(),
+        );
         assert!(message.contains("GITHUB_WEBHOOK_SECRET"), "{message}");
         assert!(message.contains("stripe"), "{message}");
         assert!(message.contains("no event source"), "{message}");
@@ -143,7 +205,9 @@ fn explicit_registration_mounts_only_what_it_names_and_counts_a_repeat_once() {
             .unwrap();
         let h = Harness::new(app);
         assert_eq!(h.request("POST", "/s/github", &[], "{}").await.status, 404);
-        let reply = h.post_signed("/s/other", &[("x-github-event", "push".into())], b"{}").await;
+        let reply = h
+            .post_signed("/s/other", &[("x-github-event", "push".into())], b"{}")
+            .await;
         assert_eq!(reply.status, 204);
     });
 }
@@ -151,7 +215,11 @@ fn explicit_registration_mounts_only_what_it_names_and_counts_a_repeat_once() {
 #[test]
 fn development_mode_generates_missing_secrets_and_reports_them() {
     tokio_runtime().block_on(async {
-        let app = builder().handler::<github_hook>().dev_secrets(true).build().unwrap();
+        let app = builder()
+            .handler::<github_hook>()
+            .dev_secrets(true)
+            .build()
+            .unwrap();
         let generated = app.generated_secrets();
         assert_eq!(generated.len(), 1);
         assert_eq!(generated[0].0, "GITHUB_WEBHOOK_SECRET");
@@ -161,7 +229,12 @@ fn development_mode_generates_missing_secrets_and_reports_them() {
 
 #[test]
 fn building_outside_a_runtime_is_an_error_not_a_panic() {
-    let message = builder().handler::<other_hook>().var("GITHUB_WEBHOOK_SECRET", "s").build().unwrap_err().to_string();
+    let message = builder()
+        .handler::<other_hook>()
+        .var("GITHUB_WEBHOOK_SECRET", "s")
+        .build()
+        .unwrap_err()
+        .to_string();
     assert!(message.contains("Tokio runtime"), "{message}");
 }
 

@@ -11,8 +11,7 @@ use std::fmt::Write as _;
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let app = quickstart::builder()?.dev_secrets(true).build()?;
@@ -40,7 +39,12 @@ fn dev_banner(app: &hooksmith::App) -> String {
             app.addr()
         );
         for (name, value) in headers {
-            let _ = write!(out, " -H '{}: {}'", name, value.to_str().unwrap_or_default());
+            let _ = write!(
+                out,
+                " -H '{}: {}'",
+                name,
+                value.to_str().unwrap_or_default()
+            );
         }
         let _ = writeln!(out, " --data '{body}'");
     }

@@ -30,21 +30,53 @@ pub(crate) mod kw {
     pub(crate) const ENABLED: &str = "enabled";
 
     pub(crate) const ALL: &[&str] = &[
-        PATH, ENDPOINT, SIG, HEADER, PREFIX, ENCODING, SECRET, EVENT, EVENT_HEADER, EVENT_FIELD,
-        ID_HEADER, ID_FIELD, FILTER, ACK, RETRY, MAX_BODY, TOLERANCE, METHODS, NAME, ENABLED,
+        PATH,
+        ENDPOINT,
+        SIG,
+        HEADER,
+        PREFIX,
+        ENCODING,
+        SECRET,
+        EVENT,
+        EVENT_HEADER,
+        EVENT_FIELD,
+        ID_HEADER,
+        ID_FIELD,
+        FILTER,
+        ACK,
+        RETRY,
+        MAX_BODY,
+        TOLERANCE,
+        METHODS,
+        NAME,
+        ENABLED,
     ];
 
     /// Keys that belong to the endpoint rather than the handler.
     pub(crate) const ENDPOINT_LEVEL: &[&str] = &[
-        PATH, SIG, HEADER, PREFIX, ENCODING, SECRET, EVENT_HEADER, EVENT_FIELD, ID_HEADER,
-        ID_FIELD, MAX_BODY, TOLERANCE, METHODS, NAME, ENABLED,
+        PATH,
+        SIG,
+        HEADER,
+        PREFIX,
+        ENCODING,
+        SECRET,
+        EVENT_HEADER,
+        EVENT_FIELD,
+        ID_HEADER,
+        ID_FIELD,
+        MAX_BODY,
+        TOLERANCE,
+        METHODS,
+        NAME,
+        ENABLED,
     ];
 
     pub(crate) const RETRY_MAX: &str = "max";
     pub(crate) const RETRY_BACKOFF: &str = "backoff";
     pub(crate) const RETRY_FACTOR: &str = "factor";
     pub(crate) const RETRY_MAX_DELAY: &str = "max_delay";
-    pub(crate) const RETRY_ALL: &[&str] = &[RETRY_MAX, RETRY_BACKOFF, RETRY_FACTOR, RETRY_MAX_DELAY];
+    pub(crate) const RETRY_ALL: &[&str] =
+        &[RETRY_MAX, RETRY_BACKOFF, RETRY_FACTOR, RETRY_MAX_DELAY];
 }
 
 /// A key as written, for "remove it here" errors.
@@ -117,7 +149,12 @@ pub(crate) struct Args {
     pub(crate) enabled: Option<LitBool>,
 }
 
-fn set<T>(slot: &mut Option<T>, value: T, meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<()> {
+fn set<T>(
+    slot: &mut Option<T>,
+    value: T,
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+) -> syn::Result<()> {
     if slot.is_some() {
         return Err(meta.error(format!("duplicate key `{key}`: remove one of the two")));
     }
@@ -139,20 +176,31 @@ impl Args {
             }
             Ok(())
         });
-        parser.parse2(tokens)?;
-        match errors {
-            Some(error) => Err(error),
-            None => Ok(args),
+        let parsed = parser.parse2(tokens);
+        // A key that failed leaves tokens unread, which syn reports as "unexpected token"; the
+        // key's own error says more, so it wins.
+        match (errors, parsed) {
+            (Some(error), _) => Err(error),
+            (None, Err(error)) => Err(error),
+            (None, Ok(())) => Ok(args),
         }
     }
 
     fn parse_key(&mut self, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
-        let ident = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
+        let ident = meta
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         let Some(&key) = kw::ALL.iter().find(|k| **k == ident) else {
             return Err(meta.error(format!(
                 "unknown key `{}`: expected one of {}",
                 ident_text(meta),
-                kw::ALL.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                kw::ALL
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         };
         let span = key_span(meta);
@@ -163,8 +211,18 @@ impl Args {
             kw::HEADER => set(&mut self.header, meta.value()?.parse()?, meta, key)?,
             kw::PREFIX => set(&mut self.prefix, meta.value()?.parse()?, meta, key)?,
             kw::ENCODING => set(&mut self.encoding, meta.value()?.parse()?, meta, key)?,
-            kw::SECRET => set(&mut self.secrets, (span, parse_secrets(meta.value()?)?), meta, key)?,
-            kw::EVENT => set(&mut self.events, (span, parse_str_or_list(meta.value()?)?), meta, key)?,
+            kw::SECRET => set(
+                &mut self.secrets,
+                (span, parse_secrets(meta.value()?)?),
+                meta,
+                key,
+            )?,
+            kw::EVENT => set(
+                &mut self.events,
+                (span, parse_str_or_list(meta.value()?)?),
+                meta,
+                key,
+            )?,
             kw::EVENT_HEADER => set(&mut self.event_header, meta.value()?.parse()?, meta, key)?,
             kw::EVENT_FIELD => set(&mut self.event_field, meta.value()?.parse()?, meta, key)?,
             kw::ID_HEADER => set(&mut self.id_header, meta.value()?.parse()?, meta, key)?,
@@ -176,7 +234,12 @@ impl Args {
                 if predicates.is_empty() {
                     return Err(meta.error("empty `filter()`: write predicates such as `filter(action = \"opened\")`, or remove it"));
                 }
-                set(&mut self.filter, (span, predicates.into_iter().collect()), meta, key)?;
+                set(
+                    &mut self.filter,
+                    (span, predicates.into_iter().collect()),
+                    meta,
+                    key,
+                )?;
             }
             kw::ACK => set(&mut self.ack, meta.value()?.parse()?, meta, key)?,
             kw::RETRY => {
@@ -186,7 +249,12 @@ impl Args {
             }
             kw::MAX_BODY => set(&mut self.max_body, meta.value()?.parse()?, meta, key)?,
             kw::TOLERANCE => set(&mut self.tolerance, meta.value()?.parse()?, meta, key)?,
-            kw::METHODS => set(&mut self.methods, (span, parse_str_or_list(meta.value()?)?), meta, key)?,
+            kw::METHODS => set(
+                &mut self.methods,
+                (span, parse_str_or_list(meta.value()?)?),
+                meta,
+                key,
+            )?,
             kw::NAME => set(&mut self.name, meta.value()?.parse()?, meta, key)?,
             kw::ENABLED => set(&mut self.enabled, meta.value()?.parse()?, meta, key)?,
             _ => unreachable!("every key in kw::ALL is handled"),
@@ -232,7 +300,8 @@ fn parse_str_or_list(input: ParseStream<'_>) -> syn::Result<Vec<LitStr>> {
     if input.peek(syn::token::Bracket) {
         let content;
         bracketed!(content in input);
-        let items = content.parse_terminated(|i: ParseStream<'_>| i.parse::<LitStr>(), Token![,])?;
+        let items =
+            content.parse_terminated(|i: ParseStream<'_>| i.parse::<LitStr>(), Token![,])?;
         Ok(items.into_iter().collect())
     } else {
         Ok(vec![input.parse::<LitStr>()?])
@@ -254,13 +323,17 @@ fn parse_secret(input: ParseStream<'_>) -> syn::Result<SecretArg> {
     let hint = "write `secret = env(\"NAME\")`, or several for rotation: `secret = [env(\"NEW\"), env(\"OLD\", optional)]`; a secret is never written in the source";
     if input.peek(LitStr) {
         let lit: LitStr = input.parse()?;
-        return Err(syn::Error::new(lit.span(), format!("a secret cannot be a literal: {hint}")));
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("a secret cannot be a literal: {hint}"),
+        ));
     }
-    let ident: syn::Ident = input
-        .parse()
-        .map_err(|e| syn::Error::new(e.span(), hint))?;
+    let ident: syn::Ident = input.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
     if ident != "env" {
-        return Err(syn::Error::new(ident.span(), format!("unknown secret source `{ident}`: {hint}")));
+        return Err(syn::Error::new(
+            ident.span(),
+            format!("unknown secret source `{ident}`: {hint}"),
+        ));
     }
     let content;
     parenthesized!(content in input);
@@ -271,28 +344,56 @@ fn parse_secret(input: ParseStream<'_>) -> syn::Result<SecretArg> {
         if !content.is_empty() {
             let flag: syn::Ident = content.parse()?;
             if flag != "optional" {
-                return Err(syn::Error::new(flag.span(), "expected `optional`: `env(\"OLD_SECRET\", optional)`"));
+                return Err(syn::Error::new(
+                    flag.span(),
+                    "expected `optional`: `env(\"OLD_SECRET\", optional)`",
+                ));
             }
             optional = true;
         }
     }
     if !content.is_empty() {
-        return Err(content.error("unexpected tokens: `env(\"NAME\")` or `env(\"NAME\", optional)`"));
+        return Err(
+            content.error("unexpected tokens: `env(\"NAME\")` or `env(\"NAME\", optional)`")
+        );
     }
     Ok(SecretArg { name, optional })
 }
 
 fn parse_retry_key(retry: &mut RetryArgs, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
-    let ident = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
+    let ident = meta
+        .path
+        .get_ident()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     match ident.as_str() {
         kw::RETRY_MAX => set(&mut retry.max, meta.value()?.parse()?, meta, kw::RETRY_MAX),
-        kw::RETRY_BACKOFF => set(&mut retry.backoff, meta.value()?.parse()?, meta, kw::RETRY_BACKOFF),
-        kw::RETRY_FACTOR => set(&mut retry.factor, meta.value()?.parse()?, meta, kw::RETRY_FACTOR),
-        kw::RETRY_MAX_DELAY => set(&mut retry.max_delay, meta.value()?.parse()?, meta, kw::RETRY_MAX_DELAY),
+        kw::RETRY_BACKOFF => set(
+            &mut retry.backoff,
+            meta.value()?.parse()?,
+            meta,
+            kw::RETRY_BACKOFF,
+        ),
+        kw::RETRY_FACTOR => set(
+            &mut retry.factor,
+            meta.value()?.parse()?,
+            meta,
+            kw::RETRY_FACTOR,
+        ),
+        kw::RETRY_MAX_DELAY => set(
+            &mut retry.max_delay,
+            meta.value()?.parse()?,
+            meta,
+            kw::RETRY_MAX_DELAY,
+        ),
         _ => Err(meta.error(format!(
             "unknown retry key `{}`: expected one of {}",
             ident_text(meta),
-            kw::RETRY_ALL.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            kw::RETRY_ALL
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -319,14 +420,23 @@ fn parse_predicate(input: ParseStream<'_>) -> syn::Result<Predicate> {
                     .into_iter()
                     .collect();
                 if items.is_empty() {
-                    return Err(syn::Error::new(ident.span(), format!("empty `{name}()`: give it at least one predicate")));
+                    return Err(syn::Error::new(
+                        ident.span(),
+                        format!("empty `{name}()`: give it at least one predicate"),
+                    ));
                 }
-                Ok(if name == "all" { Predicate::All(items) } else { Predicate::Any(items) })
+                Ok(if name == "all" {
+                    Predicate::All(items)
+                } else {
+                    Predicate::Any(items)
+                })
             }
             "not" => {
                 let inner = parse_predicate(&content)?;
                 if !content.is_empty() {
-                    return Err(content.error("`not(..)` takes one predicate; combine several with `not(any(..))`"));
+                    return Err(content.error(
+                        "`not(..)` takes one predicate; combine several with `not(any(..))`",
+                    ));
                 }
                 Ok(Predicate::Not(Box::new(inner)))
             }
@@ -336,7 +446,9 @@ fn parse_predicate(input: ParseStream<'_>) -> syn::Result<Predicate> {
             }
             _ => Err(syn::Error::new(
                 ident.span(),
-                format!("unknown filter function `{name}`: expected `all`, `any`, `not` or `header`"),
+                format!(
+                    "unknown filter function `{name}`: expected `all`, `any`, `not` or `header`"
+                ),
             )),
         };
     }
@@ -359,7 +471,10 @@ fn parse_comparison(input: ParseStream<'_>, target: TargetArg) -> syn::Result<Pr
     if input.peek(syn::Ident) && input.peek2(syn::token::Paren) {
         let ident: syn::Ident = input.parse()?;
         if ident != "regex" {
-            return Err(syn::Error::new(ident.span(), format!("unknown matcher `{ident}`: expected `regex(\"...\")` or a literal")));
+            return Err(syn::Error::new(
+                ident.span(),
+                format!("unknown matcher `{ident}`: expected `regex(\"...\")` or a literal"),
+            ));
         }
         let content;
         parenthesized!(content in input);
@@ -379,7 +494,10 @@ fn parse_value(input: ParseStream<'_>) -> syn::Result<ValueArg> {
         if ident == "null" && !negative {
             return Ok(ValueArg::Null(ident.span()));
         }
-        return Err(syn::Error::new(ident.span(), "expected a literal: a string, a number, `true`, `false` or `null`"));
+        return Err(syn::Error::new(
+            ident.span(),
+            "expected a literal: a string, a number, `true`, `false` or `null`",
+        ));
     } else {
         input.parse()?
     };
@@ -393,7 +511,10 @@ fn parse_value(input: ParseStream<'_>) -> syn::Result<ValueArg> {
         syn::Lit::Float(f) => ValueArg::Float(f.base10_parse::<f64>()? * f64::from(sign), f.span()),
         syn::Lit::Bool(b) if !negative => ValueArg::Bool(b.value, b.span),
         other => {
-            return Err(syn::Error::new(other.span(), "expected a string, a number, `true`, `false` or `null`"));
+            return Err(syn::Error::new(
+                other.span(),
+                "expected a string, a number, `true`, `false` or `null`",
+            ));
         }
     })
 }

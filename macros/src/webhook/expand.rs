@@ -24,9 +24,9 @@ pub(crate) fn expand(function: &syn::ItemFn, valid: &Valid<'_>) -> TokenStream {
         .collect();
     let extracts = handler.args.iter().zip(&arg_names).map(|(ty, name)| {
         quote_spanned! {ty.span()=>
-            let #name = match #p::extract::<#ty>(&__hooksmith_cx) {
+            let #name = match <#ty as #p::FromDelivery>::from_delivery(&__hooksmith_cx) {
                 #p::Ok(value) => value,
-                #p::Err(outcome) => return outcome,
+                #p::Err(error) => return #p::Outcome::failed(error),
             };
         }
     });
@@ -42,11 +42,17 @@ pub(crate) fn expand(function: &syn::ItemFn, valid: &Valid<'_>) -> TokenStream {
         "`{ident}` takes the body twice: `Json<T>`, `Raw` and `serde_json::Value` each read the whole body; keep one of them"
     );
 
+    // `<Output as Trait>::method` spanned at the return type, so an unsupported one is reported
+    // there.
+    let output = handler
+        .output
+        .as_ref()
+        .map_or_else(|| quote!(()), ToTokens::to_token_stream);
     let output_span = handler.output.as_ref().map_or(ident.span(), Spanned::span);
     let convert = if valid.handled {
-        quote_spanned!(output_span=> #p::IntoHandledOutcome::into_handled_outcome)
+        quote_spanned!(output_span=> <#output as #p::IntoHandledOutcome>::into_handled_outcome)
     } else {
-        quote_spanned!(output_span=> #p::IntoOutcome::into_outcome)
+        quote_spanned!(output_span=> <#output as #p::IntoOutcome>::into_outcome)
     };
     let call = quote!(#ident(#(#arg_names),*));
     let invoke = if handler.is_async {
@@ -153,7 +159,7 @@ fn endpoint_tokens(model: &EndpointModel) -> TokenStream {
         enabled,
     } = match model {
         EndpointModel::Const(constant) => return quote!(#constant),
-        EndpointModel::Keys(keys) => keys,
+        EndpointModel::Keys(keys) => &**keys,
     };
     let mut chain = quote!(#p::Endpoint::new(#path).sig(#sig));
     let mut push = |method: &str, value: TokenStream| {
@@ -186,7 +192,10 @@ fn endpoint_tokens(model: &EndpointModel) -> TokenStream {
                 quote!(#p::SecretSource::env(#name))
             }
         });
-        push("secrets", quote!({ const S: &[#p::SecretSource] = &[#(#items),*]; S }));
+        push(
+            "secrets",
+            quote!({ const S: &[#p::SecretSource] = &[#(#items),*]; S }),
+        );
     }
     if let Some(bytes) = max_body {
         push("max_body", quote!(#bytes));

@@ -15,7 +15,8 @@ impl Handler {
     pub(crate) fn from_fn(function: &syn::ItemFn) -> syn::Result<Handler> {
         let sig = &function.sig;
         let mut errors: Vec<syn::Error> = Vec::new();
-        let mut refuse = |span: proc_macro2::Span, message: &str| errors.push(syn::Error::new(span, message));
+        let mut refuse =
+            |span: proc_macro2::Span, message: &str| errors.push(syn::Error::new(span, message));
         if let Some(receiver) = sig.receiver() {
             refuse(
                 receiver.span(),
@@ -29,10 +30,16 @@ impl Handler {
             );
         }
         if let Some(constness) = &sig.constness {
-            refuse(constness.span, "a `#[webhook]` handler cannot be `const fn`");
+            refuse(
+                constness.span,
+                "a `#[webhook]` handler cannot be `const fn`",
+            );
         }
         if let Some(unsafety) = &sig.unsafety {
-            refuse(unsafety.span, "a `#[webhook]` handler cannot be `unsafe fn`");
+            refuse(
+                unsafety.span,
+                "a `#[webhook]` handler cannot be `unsafe fn`",
+            );
         }
         if let Some(abi) = &sig.abi {
             refuse(abi.span(), "a `#[webhook]` handler cannot declare an ABI");

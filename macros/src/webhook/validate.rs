@@ -12,7 +12,7 @@ use super::handler::Handler;
 /// Endpoint settings, either written as keys or named as a const.
 pub(crate) enum EndpointModel {
     Const(syn::Path),
-    Keys(EndpointKeys),
+    Keys(Box<EndpointKeys>),
 }
 
 pub(crate) struct EndpointKeys {
@@ -93,7 +93,9 @@ pub(crate) fn validate<'a>(args: &'a Args, handler: &'a Handler) -> syn::Result<
 
     let endpoint = match endpoint {
         Some(constant) => {
-            for KeySpan { name: key, span } in keys.iter().filter(|k| kw::ENDPOINT_LEVEL.contains(&k.name)) {
+            for KeySpan { name: key, span } in
+                keys.iter().filter(|k| kw::ENDPOINT_LEVEL.contains(&k.name))
+            {
                 let constant = quote::quote!(#constant).to_string().replace(' ', "");
                 errors.at(
                     *span,
@@ -102,7 +104,7 @@ pub(crate) fn validate<'a>(args: &'a Args, handler: &'a Handler) -> syn::Result<
             }
             EndpointModel::Const(constant.clone())
         }
-        None => EndpointModel::Keys(endpoint_keys(
+        None => EndpointModel::Keys(Box::new(endpoint_keys(
             &mut errors,
             EndpointArgs {
                 path,
@@ -121,13 +123,16 @@ pub(crate) fn validate<'a>(args: &'a Args, handler: &'a Handler) -> syn::Result<
                 name,
                 enabled,
             },
-        )),
+        ))),
     };
 
     let mut event_names = Vec::new();
     if let Some((span, list)) = events {
         if list.is_empty() {
-            errors.at(*span, "empty event list: name at least one event, or remove `event` to take them all");
+            errors.at(
+                *span,
+                "empty event list: name at least one event, or remove `event` to take them all",
+            );
         }
         for lit in list {
             let value = lit.value();
@@ -139,7 +144,9 @@ pub(crate) fn validate<'a>(args: &'a Args, handler: &'a Handler) -> syn::Result<
     }
 
     if let Some((_, predicates)) = filter {
-        predicates.iter().for_each(|p| check_predicate(&mut errors, p));
+        predicates
+            .iter()
+            .for_each(|p| check_predicate(&mut errors, p));
     }
 
     let handled = match ack {
@@ -245,7 +252,11 @@ fn endpoint_keys(errors: &mut Errors, a: EndpointArgs<'_>) -> EndpointKeys {
                     lit.span(),
                     format!(
                         "unknown signature scheme `{value}`: expected one of {}",
-                        grammar::SCHEMES.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+                        grammar::SCHEMES
+                            .iter()
+                            .map(|s| format!("`{s}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 );
             }
@@ -253,7 +264,11 @@ fn endpoint_keys(errors: &mut Errors, a: EndpointArgs<'_>) -> EndpointKeys {
         }
     };
     let generic = GENERIC_SCHEMES.contains(&sig.as_str());
-    for (lit, key) in [(a.header, kw::HEADER), (a.prefix, kw::PREFIX), (a.encoding, kw::ENCODING)] {
+    for (lit, key) in [
+        (a.header, kw::HEADER),
+        (a.prefix, kw::PREFIX),
+        (a.encoding, kw::ENCODING),
+    ] {
         if let (Some(lit), false, false) = (lit, generic, sig.is_empty()) {
             errors.at(
                 lit.span(),
@@ -261,21 +276,19 @@ fn endpoint_keys(errors: &mut Errors, a: EndpointArgs<'_>) -> EndpointKeys {
             );
         }
     }
-    if generic && a.header.is_none() {
-        if let Some(lit) = a.sig {
-            errors.at(lit.span(), format!("`{sig}` needs `header = \"...\"`: the header that carries the signature, such as `header = \"X-Signature\"`"));
-        }
-    }
-    if let Some(lit) = a.header {
-        if let Err(e) = grammar::check_header_name(&lit.value()) {
-            errors.at(lit.span(), e.message);
-        }
+    if let Some(lit) = a.header
+        && let Err(e) = grammar::check_header_name(&lit.value())
+    {
+        errors.at(lit.span(), e.message);
     }
     let encoding = a.encoding.as_ref().map(|lit| match lit.value().as_str() {
         "hex" => "Hex",
         "base64" => "Base64",
         other => {
-            errors.at(lit.span(), format!("unknown encoding `{other}`: expected `\"hex\"` or `\"base64\"`"));
+            errors.at(
+                lit.span(),
+                format!("unknown encoding `{other}`: expected `\"hex\"` or `\"base64\"`"),
+            );
             "Hex"
         }
     });
@@ -294,7 +307,10 @@ fn endpoint_keys(errors: &mut Errors, a: EndpointArgs<'_>) -> EndpointKeys {
         for SecretArg { name, optional } in list {
             let value = name.value();
             if value.is_empty() || value.contains('=') || value.contains('\0') {
-                errors.at(name.span(), "not an environment variable name: write one such as `GITHUB_WEBHOOK_SECRET`");
+                errors.at(
+                    name.span(),
+                    "not an environment variable name: write one such as `GITHUB_WEBHOOK_SECRET`",
+                );
             }
             secrets.push((value, *optional));
         }
@@ -320,20 +336,30 @@ fn endpoint_keys(errors: &mut Errors, a: EndpointArgs<'_>) -> EndpointKeys {
     let event_field = field_key(errors, a.event_field);
     let id_header = header_key(errors, a.id_header);
     let id_field = field_key(errors, a.id_field);
-    for (h, f, what) in [(a.event_header, a.event_field, "event"), (a.id_header, a.id_field, "id")] {
+    for (h, f, what) in [
+        (a.event_header, a.event_field, "event"),
+        (a.id_header, a.id_field, "id"),
+    ] {
         if let (Some(_), Some(field)) = (h, f) {
-            errors.at(field.span(), format!("set either `{what}_header` or `{what}_field`, not both"));
+            errors.at(
+                field.span(),
+                format!("set either `{what}_header` or `{what}_field`, not both"),
+            );
         }
     }
 
     let positive = |errors: &mut Errors, lit: &Option<syn::LitInt>, what: &str| {
-        lit.as_ref().and_then(|lit| match lit.base10_parse::<u64>() {
-            Ok(n) if n > 0 => Some(n),
-            _ => {
-                errors.at(lit.span(), format!("`{what}` is a whole number greater than zero"));
-                None
-            }
-        })
+        lit.as_ref()
+            .and_then(|lit| match lit.base10_parse::<u64>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    errors.at(
+                        lit.span(),
+                        format!("`{what}` is a whole number greater than zero"),
+                    );
+                    None
+                }
+            })
     };
     let max_body = positive(errors, a.max_body, "max_body (bytes)");
     let tolerance = positive(errors, a.tolerance, "tolerance (seconds)");
@@ -343,7 +369,14 @@ fn endpoint_keys(errors: &mut Errors, a: EndpointArgs<'_>) -> EndpointKeys {
         for lit in list {
             let value = lit.value().to_ascii_uppercase();
             if !grammar::METHODS.contains(&value.as_str()) {
-                errors.at(lit.span(), format!("unsupported method `{}`: expected one of {}", lit.value(), grammar::METHODS.join(", ")));
+                errors.at(
+                    lit.span(),
+                    format!(
+                        "unsupported method `{}`: expected one of {}",
+                        lit.value(),
+                        grammar::METHODS.join(", ")
+                    ),
+                );
             }
             methods.push(value);
         }
@@ -392,8 +425,18 @@ fn check_predicate(errors: &mut Errors, predicate: &Predicate) {
     match predicate {
         Predicate::Eq(target, value) => {
             check_target(errors, target);
-            if let (TargetArg::Header(_), ValueArg::Int(_, span) | ValueArg::Float(_, span) | ValueArg::Bool(_, span) | ValueArg::Null(span)) = (target, value) {
-                errors.at(*span, "a header is compared with a string: write `header(\"X-Name\") = \"value\"`");
+            if let (
+                TargetArg::Header(_),
+                ValueArg::Int(_, span)
+                | ValueArg::Float(_, span)
+                | ValueArg::Bool(_, span)
+                | ValueArg::Null(span),
+            ) = (target, value)
+            {
+                errors.at(
+                    *span,
+                    "a header is compared with a string: write `header(\"X-Name\") = \"value\"`",
+                );
             }
         }
         Predicate::Regex(target, pattern) => {
@@ -402,7 +445,9 @@ fn check_predicate(errors: &mut Errors, predicate: &Predicate) {
                 errors.at(pattern.span(), e.message);
             }
         }
-        Predicate::All(items) | Predicate::Any(items) => items.iter().for_each(|p| check_predicate(errors, p)),
+        Predicate::All(items) | Predicate::Any(items) => {
+            items.iter().for_each(|p| check_predicate(errors, p))
+        }
         Predicate::Not(inner) => check_predicate(errors, inner),
     }
 }

@@ -20,7 +20,10 @@ impl FromDelivery for Headers {
     fn from_delivery(cx: &Context) -> Result<Self, HandlerError> {
         let mut map = HeaderMap::with_capacity(cx.record.headers.len());
         for (name, value) in &cx.record.headers {
-            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::try_from(value.as_str()),
+            ) {
                 map.append(name, value);
             }
         }

@@ -16,8 +16,12 @@ impl<T: DeserializeOwned + Send + 'static> FromDelivery for Json<T> {
 
     fn from_delivery(cx: &Context) -> Result<Self, HandlerError> {
         let mut deserializer = serde_json::Deserializer::from_slice(&cx.payload);
-        let value = T::deserialize(&mut deserializer)
-            .map_err(|e| HandlerError::new(format!("payload does not fit `{}`: {e}", std::any::type_name::<T>())))?;
+        let value = T::deserialize(&mut deserializer).map_err(|e| {
+            HandlerError::new(format!(
+                "payload does not fit `{}`: {e}",
+                std::any::type_name::<T>()
+            ))
+        })?;
         Ok(Json(value))
     }
 }

@@ -29,7 +29,9 @@ impl<S: Clone + Send + Sync + 'static> FromDelivery for State<S> {
 
 fn missing<S>() -> String {
     let name = std::any::type_name::<S>();
-    format!("takes `State<{name}>`, but the app was given no `{name}`: add `.state(value)` to `App::builder()`")
+    format!(
+        "takes `State<{name}>`, but the app was given no `{name}`: add `.state(value)` to `App::builder()`"
+    )
 }
 
 impl<S> Deref for State<S> {

@@ -17,7 +17,9 @@ use super::{
 };
 use crate::spec::Encoding;
 
-/// `sig = "hmac-sha256"`: needs `header`; `prefix` and `encoding` (hex) are optional.
+/// `sig = "hmac-sha256"`: `header`, `prefix` and `encoding` (hex) are optional; without `header`
+/// the signature is read in GitHub's format, `X-Hub-Signature-256: sha256=<hex>` (seed 003's
+/// default).
 pub(super) const HMAC_SHA256: Scheme = Scheme {
     name: "hmac-sha256",
     defaults: Defaults {
@@ -34,7 +36,8 @@ pub(super) const HMAC_SHA256: Scheme = Scheme {
     build: |params, secrets| build(Algorithm::Sha256, params, secrets),
 };
 
-/// `sig = "hmac-sha1"`: legacy providers; same parameters.
+/// `sig = "hmac-sha1"`: legacy providers; same parameters; without `header`, GitHub's legacy
+/// format `X-Hub-Signature: sha1=<hex>`.
 pub(super) const HMAC_SHA1: Scheme = Scheme {
     name: "hmac-sha1",
     build: |params, secrets| build(Algorithm::Sha1, params, secrets),
@@ -46,13 +49,17 @@ fn build(
     params: &Params<'_>,
     secrets: Vec<Secret>,
 ) -> Result<Arc<dyn Verifier>, String> {
-    let header = params
-        .header
-        .ok_or("the generic HMAC schemes need `header = \"...\"`, the header that carries the signature")?;
+    // Without a header, GitHub's format (and its prefix) is the default; with one, no prefix
+    // unless written.
+    let (header, default_prefix) = match (params.header, algorithm) {
+        (Some(header), _) => (header, ""),
+        (None, Algorithm::Sha256) => ("x-hub-signature-256", "sha256="),
+        (None, Algorithm::Sha1) => ("x-hub-signature", "sha1="),
+    };
     Ok(Arc::new(HmacHeader::new(
         algorithm,
         header,
-        params.prefix.unwrap_or(""),
+        params.prefix.unwrap_or(default_prefix),
         params.encoding.unwrap_or(Encoding::Hex),
         secrets,
     )?))
@@ -77,10 +84,12 @@ impl Keyed {
         // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
         match algorithm {
             Algorithm::Sha256 => Keyed::Sha256(
-                <Hmac<Sha256> as KeyInit>::new_from_slice(secret.expose()).unwrap_or_else(|_| unreachable!()),
+                <Hmac<Sha256> as KeyInit>::new_from_slice(secret.expose())
+                    .unwrap_or_else(|_| unreachable!()),
             ),
             Algorithm::Sha1 => Keyed::Sha1(
-                <Hmac<Sha1> as KeyInit>::new_from_slice(secret.expose()).unwrap_or_else(|_| unreachable!()),
+                <Hmac<Sha1> as KeyInit>::new_from_slice(secret.expose())
+                    .unwrap_or_else(|_| unreachable!()),
             ),
         }
     }

@@ -187,6 +187,22 @@ pub(crate) fn single_header<'a>(
     Ok(value)
 }
 
+/// A `<header>: <prefix><digest>` HMAC-SHA256 verifier, for the macro-free [`crate::Receiver`].
+pub(crate) fn hmac_header(
+    header: &str,
+    prefix: &str,
+    encoding: Encoding,
+    secrets: Vec<Secret>,
+) -> Result<Arc<dyn Verifier>, String> {
+    Ok(Arc::new(hmac::HmacHeader::new(
+        hmac::Algorithm::Sha256,
+        header,
+        prefix,
+        encoding,
+        secrets,
+    )?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,27 +221,18 @@ mod tests {
     #[test]
     fn lookup_tells_unknown_from_unimplemented() {
         assert!(lookup("github").is_ok());
-        assert!(lookup("gihtub").unwrap_err().contains("unknown signature scheme `gihtub`"));
+        assert!(
+            lookup("gihtub")
+                .unwrap_err()
+                .contains("unknown signature scheme `gihtub`")
+        );
     }
 
     #[test]
     fn secrets_never_print() {
-        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2")),
+            "Secret(<redacted>)"
+        );
     }
-}
-
-/// A `<header>: <prefix><digest>` HMAC-SHA256 verifier, for the macro-free [`crate::Receiver`].
-pub(crate) fn hmac_header(
-    header: &str,
-    prefix: &str,
-    encoding: Encoding,
-    secrets: Vec<Secret>,
-) -> Result<Arc<dyn Verifier>, String> {
-    Ok(Arc::new(hmac::HmacHeader::new(
-        hmac::Algorithm::Sha256,
-        header,
-        prefix,
-        encoding,
-        secrets,
-    )?))
 }

@@ -109,7 +109,11 @@ impl Store for MemoryStore {
             for job in new.jobs {
                 let job_id = inner.id();
                 let (status, attempts, lease_until) = match job.claimed_for_ms {
-                    Some(lease) => (JobStatus::Running, 1, new.received_at_ms.saturating_add(lease)),
+                    Some(lease) => (
+                        JobStatus::Running,
+                        1,
+                        new.received_at_ms.saturating_add(lease),
+                    ),
                     None => (JobStatus::Pending, 0, 0),
                 };
                 if status == JobStatus::Pending {
@@ -180,12 +184,18 @@ impl Store for MemoryStore {
             let mut claimed = Vec::with_capacity(ids.len());
             for id in ids {
                 let lease_until = now_ms.saturating_add(lease_ms);
-                let Some(job) = inner.jobs.get_mut(&id) else { continue };
+                let Some(job) = inner.jobs.get_mut(&id) else {
+                    continue;
+                };
                 job.status = JobStatus::Running;
                 job.attempts += 1;
                 job.lease_until = lease_until;
-                let (delivery, handler, attempt, max_attempts) =
-                    (job.delivery, job.handler.clone(), job.attempts, job.max_attempts);
+                let (delivery, handler, attempt, max_attempts) = (
+                    job.delivery,
+                    job.handler.clone(),
+                    job.attempts,
+                    job.max_attempts,
+                );
                 inner.leased.insert((lease_until, id));
                 if let Some(entry) = inner.deliveries.get(&delivery) {
                     claimed.push(ClaimedJob {
@@ -254,7 +264,10 @@ impl Store for MemoryStore {
                     let r = &e.record;
                     query.endpoint.as_ref().is_none_or(|v| *v == r.endpoint)
                         && query.event.as_ref().is_none_or(|v| *v == r.event)
-                        && query.delivery_id.as_ref().is_none_or(|v| *v == r.delivery_id)
+                        && query
+                            .delivery_id
+                            .as_ref()
+                            .is_none_or(|v| *v == r.delivery_id)
                 })
                 .map(|(_, e)| inner.summary(e))
                 .filter(|s| query.status.is_none_or(|status| status == s.status))

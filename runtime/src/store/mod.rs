@@ -291,11 +291,29 @@ mod tests {
     fn delivery_status_follows_its_jobs() {
         use JobStatus::*;
         assert_eq!(DeliveryStatus::from_jobs([]), DeliveryStatus::Unhandled);
-        assert_eq!(DeliveryStatus::from_jobs([Pending, Pending]), DeliveryStatus::Received);
-        assert_eq!(DeliveryStatus::from_jobs([Succeeded, Pending]), DeliveryStatus::Dispatched);
-        assert_eq!(DeliveryStatus::from_jobs([Running]), DeliveryStatus::Dispatched);
-        assert_eq!(DeliveryStatus::from_jobs([Succeeded, Succeeded]), DeliveryStatus::Acknowledged);
-        assert_eq!(DeliveryStatus::from_jobs([Succeeded, Dead]), DeliveryStatus::Dead);
-        assert_eq!(DeliveryStatus::from_jobs([Retrying, Dead]), DeliveryStatus::Dead);
+        assert_eq!(
+            DeliveryStatus::from_jobs([Pending, Pending]),
+            DeliveryStatus::Received
+        );
+        assert_eq!(
+            DeliveryStatus::from_jobs([Succeeded, Pending]),
+            DeliveryStatus::Dispatched
+        );
+        assert_eq!(
+            DeliveryStatus::from_jobs([Running]),
+            DeliveryStatus::Dispatched
+        );
+        assert_eq!(
+            DeliveryStatus::from_jobs([Succeeded, Succeeded]),
+            DeliveryStatus::Acknowledged
+        );
+        assert_eq!(
+            DeliveryStatus::from_jobs([Succeeded, Dead]),
+            DeliveryStatus::Dead
+        );
+        assert_eq!(
+            DeliveryStatus::from_jobs([Retrying, Dead]),
+            DeliveryStatus::Dead
+        );
     }
 }

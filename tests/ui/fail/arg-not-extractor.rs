@@ -1,0 +1,6 @@
+use hooksmith::webhook;
+
+#[webhook(path = "/hooks/github", sig = "github")]
+async fn on_event(body: String) {}
+
+fn main() {}

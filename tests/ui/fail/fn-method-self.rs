@@ -1,0 +1,10 @@
+use hooksmith::webhook;
+
+struct Service;
+
+impl Service {
+    #[webhook(path = "/hooks/github", sig = "github")]
+    async fn on_event(&self) {}
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use hooksmith::webhook;
+
+#[webhook(path = "/hooks/github")]
+async fn on_event() {}
+
+fn main() {}
