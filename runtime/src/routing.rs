@@ -323,7 +323,10 @@ mod tests {
         // path is long.
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
         assert_eq!(extract(deep.as_bytes(), &plan(&["b"])).unwrap(), vec![None]);
-        assert_eq!(extract(deep.as_bytes(), &plan(&["a.0.0"])).unwrap(), vec![Some(Scalar::Compound)]);
+        assert_eq!(
+            extract(deep.as_bytes(), &plan(&["a.0.0"])).unwrap(),
+            vec![Some(Scalar::Compound)]
+        );
         let unbalanced = "[".repeat(100_000);
         assert!(extract(format!("{{\"a\":{unbalanced}}}").as_bytes(), &plan(&["a"])).is_err());
     }
