@@ -26,6 +26,7 @@ pub(crate) struct Config {
     pub(crate) lease_ms: i64,
     pub(crate) concurrency: usize,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) public_url: Option<String>,
 }
 
 /// What requests and workers share.
@@ -93,6 +94,7 @@ impl Default for AppBuilder {
                 lease_ms: 5 * 60 * 1000,
                 concurrency: 64,
                 shutdown_grace: Duration::from_secs(30),
+                public_url: None,
             },
         }
     }
@@ -188,8 +190,22 @@ impl AppBuilder {
         self
     }
 
-    /// Reads `HOOKSMITH_ADDR`, `HOOKSMITH_STORE`, `HOOKSMITH_ADMIN_TOKEN` and `HOOKSMITH_DISABLED`.
+    /// The public base URL providers call (`https://hooks.example.com`), for schemes that sign
+    /// the URL (Twilio) when a proxy sits in front; also read from `HOOKSMITH_PUBLIC_URL`.
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.config.public_url = Some(url.into());
+        self
+    }
+
+    /// Reads `HOOKSMITH_ADDR`, `HOOKSMITH_STORE`, `HOOKSMITH_ADMIN_TOKEN`, `HOOKSMITH_DISABLED` and
+    /// `HOOKSMITH_PUBLIC_URL`.
     pub fn from_env(mut self) -> Result<Self, Error> {
+        if let Some(url) = self
+            .lookup("HOOKSMITH_PUBLIC_URL")
+            .filter(|u| !u.is_empty())
+        {
+            self.config.public_url = Some(url);
+        }
         if let Some(addr) = self.lookup("HOOKSMITH_ADDR") {
             self.addr = Some(addr);
         }
@@ -338,18 +354,48 @@ impl App {
             .collect()
     }
 
-    /// The headers that sign `body` for the endpoint at `path` with its first secret, as a
-    /// provider would send them; for tests and the development-mode banner.
+    /// The headers that sign `body` for the endpoint at `path` with its first secret, now, as a
+    /// provider would send them (with a fresh delivery id where the scheme signs one); for tests
+    /// and the development-mode banner. `None` for an unknown path, or a scheme whose configured
+    /// key cannot sign (a public key).
     pub fn sign(
         &self,
         path: &str,
         body: &[u8],
     ) -> Option<Vec<(http::HeaderName, http::HeaderValue)>> {
-        let ep = self.shared.endpoints.iter().find(|e| e.path == path)?;
-        Some(
-            ep.verifier
-                .sign(body, self.shared.clock.now_ms().div_euclid(1000)),
+        let id = format!(
+            "msg_{}",
+            registry::random_secret().get(..24).unwrap_or_default()
+        );
+        let url = format!(
+            "{}{path}",
+            self.shared
+                .config
+                .public_url
+                .as_deref()
+                .unwrap_or("https://localhost")
+        );
+        self.sign_with(
+            path,
+            &crate::scheme::SignInput {
+                body,
+                timestamp: self.shared.clock.now_ms().div_euclid(1000),
+                id: &id,
+                url: &url,
+                content_type: None,
+            },
         )
+    }
+
+    /// [`App::sign`] with every input given.
+    pub fn sign_with(
+        &self,
+        path: &str,
+        input: &crate::scheme::SignInput<'_>,
+    ) -> Option<Vec<(http::HeaderName, http::HeaderValue)>> {
+        let ep = self.shared.endpoints.iter().find(|e| e.path == path)?;
+        let signing = ep.signing.as_ref()?;
+        (signing.sign)(&signing.params(), signing.secret.expose_str(), input).ok()
     }
 
     /// The address `serve` listens on.

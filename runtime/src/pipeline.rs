@@ -110,6 +110,8 @@ async fn accept(
         .verify(&SignedRequest {
             headers: &parts.headers,
             body: &body,
+            uri: &parts.uri,
+            public_url: shared.config.public_url.as_deref(),
             now_secs,
         })
         .map_err(|e| Rejection::Signature(e.reason()))?;
@@ -124,8 +126,16 @@ async fn accept(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let payload =
-        routing::payload(&body, content_type, ep.form_payload).map_err(Rejection::Malformed)?;
+    let payload = routing::payload(&body, content_type);
+    if let Some(response) = ep.verifier.intercept(&payload) {
+        return Ok(Accepted {
+            response,
+            outcome: "answered",
+            event: String::new(),
+            delivery_id: String::new(),
+            body_len: body.len(),
+        });
+    }
     let fields = routing::extract(&payload, &ep.plan).map_err(Rejection::Malformed)?;
 
     let event = read(&ep.event, &fields, &parts.headers).unwrap_or_default();
@@ -211,8 +221,9 @@ async fn accept(
 
 fn read(source: &Source, fields: &[Option<Scalar<'_>>], headers: &HeaderMap) -> Option<String> {
     match source {
-        Source::Header(name) => headers
-            .get(name)
+        Source::Header(names) => names
+            .iter()
+            .find_map(|name| headers.get(name))
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         Source::Field(slot) => fields[*slot].as_ref().and_then(Scalar::to_text),

@@ -127,7 +127,7 @@ impl Receiver {
                 "empty secret: pass the signing secret, or use `Receiver::unverified()` to skip verification on purpose".into(),
             ));
         }
-        let verifier = hmac_header(header, prefix, Encoding::Hex, vec![Secret::new(secret)])
+        let verifier = hmac_header(header, prefix, Encoding::Hex, &[Secret::new(secret)])
             .map_err(ReceiverError::Config)?;
         let signature_header =
             HeaderName::try_from(header).map_err(|e| ReceiverError::Config(e.to_string()))?;
@@ -200,6 +200,8 @@ impl Receiver {
             .verify(&SignedRequest {
                 headers: &headers,
                 body,
+                uri: &http::Uri::from_static("/"),
+                public_url: None,
                 now_secs: crate::clock::Clock::now_ms(&crate::clock::SystemClock) / 1000,
             })
             .is_ok()

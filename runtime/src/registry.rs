@@ -23,7 +23,7 @@ pub(crate) const DEFAULT_TOLERANCE_SECS: u64 = 300;
 /// Where an endpoint reads a routing value from.
 #[derive(Debug, Clone)]
 pub(crate) enum Source {
-    Header(HeaderName),
+    Header(Vec<HeaderName>),
     Field(usize),
     Absent,
 }
@@ -62,10 +62,31 @@ pub(crate) struct EndpointRt {
     pub(crate) event: Source,
     pub(crate) id: Source,
     pub(crate) plan: FieldPlan,
-    pub(crate) form_payload: bool,
+    pub(crate) signing: Option<Signing>,
     pub(crate) redact: Vec<HeaderName>,
     pub(crate) handlers: Vec<Arc<HandlerRt>>,
     pub(crate) enabled: AtomicBool,
+}
+
+/// What `App::sign` needs to sign as the provider would: the scheme's signer, the endpoint's
+/// params and its first secret.
+#[derive(Debug)]
+pub(crate) struct Signing {
+    pub(crate) sign: crate::scheme::SignFn,
+    pub(crate) header: Option<&'static str>,
+    pub(crate) prefix: Option<&'static str>,
+    pub(crate) encoding: Option<crate::spec::Encoding>,
+    pub(crate) secret: Secret,
+}
+
+impl Signing {
+    pub(crate) fn params(&self) -> Params<'static> {
+        Params {
+            header: self.header,
+            prefix: self.prefix,
+            encoding: self.encoding,
+        }
+    }
 }
 
 /// How secrets are found while building.
@@ -259,7 +280,12 @@ fn endpoint(
             Some(value) if value.trim() != value => errors.push(format!(
                 "{at}: the secret in `{var}` for `{path}` starts or ends with whitespace; remove it (a copied newline is the usual cause)"
             )),
-            Some(value) => secret_values.push(Secret::new(value)),
+            Some(value) => match (scheme.check_secret)(&value) {
+                Ok(()) => secret_values.push(Secret::new(value)),
+                Err(problem) => errors.push(format!(
+                    "{at}: the secret in `{var}` for `{path}` is not valid: {problem}"
+                )),
+            },
             None if *optional => {}
             None if lookup.generate_missing => {
                 let value = random_secret();
@@ -281,8 +307,15 @@ fn endpoint(
         prefix: e.prefix,
         encoding: e.encoding,
     };
+    let signing = secret_values.first().map(|secret| Signing {
+        sign: scheme.sign,
+        header: e.header,
+        prefix: e.prefix,
+        encoding: e.encoding,
+        secret: secret.clone(),
+    });
     let verifier = if errors.is_empty() {
-        match (scheme.build)(&params, secret_values) {
+        match (scheme.build)(&params, &secret_values) {
             Ok(v) => Some(v),
             Err(message) => {
                 errors.push(format!("{at}: endpoint `{path}`: {message}"));
@@ -323,11 +356,17 @@ fn endpoint(
     // Routing fields.
     let mut plan = FieldPlan::default();
     let mut source =
-        |header: Option<&str>, field: Option<&str>, what: &str, errors: &mut Vec<String>| {
-            if let Some(h) = header {
-                match HeaderName::try_from(h) {
-                    Ok(name) => return Source::Header(name),
-                    Err(_) => errors.push(format!("{at}: `{h}` is not a valid {what} header name")),
+        |headers: &[&str], field: Option<&str>, what: &str, errors: &mut Vec<String>| {
+            if !headers.is_empty() {
+                match headers
+                    .iter()
+                    .map(|h| HeaderName::try_from(*h))
+                    .collect::<Result<Vec<_>, _>>()
+                {
+                    Ok(names) => return Source::Header(names),
+                    Err(_) => errors.push(format!(
+                        "{at}: {headers:?} holds an invalid {what} header name"
+                    )),
                 }
             }
             if let Some(f) = field {
@@ -338,13 +377,15 @@ fn endpoint(
             }
             Source::Absent
         };
+    // An endpoint's own setting replaces the scheme's preset as a whole.
+    // An endpoint's own setting replaces the scheme's preset as a whole.
     let (event_header, event_field) = if e.event_header.is_some() || e.event_field.is_some() {
-        (e.event_header, e.event_field)
+        (e.event_header.as_slice(), e.event_field)
     } else {
         (d.event_header, d.event_field)
     };
     let (id_header, id_field) = if e.id_header.is_some() || e.id_field.is_some() {
-        (e.id_header, e.id_field)
+        (e.id_header.as_slice(), e.id_field)
     } else {
         (d.id_header, d.id_field)
     };
@@ -425,7 +466,7 @@ fn endpoint(
             event,
             id,
             plan,
-            form_payload: d.form_payload,
+            signing,
             redact,
             handlers,
             enabled: AtomicBool::new(e.enabled),

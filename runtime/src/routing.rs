@@ -89,26 +89,27 @@ pub(crate) fn extract<'a>(
     Ok(out)
 }
 
-/// The JSON document of a body: the body itself, or the `payload` field of a form-encoded body
-/// where the scheme allows it (GitHub's "application/x-www-form-urlencoded" content type).
-pub(crate) fn payload(
-    body: &Bytes,
-    content_type: Option<&str>,
-    form_payload: bool,
-) -> Result<Bytes, String> {
+/// The JSON document of a body. A JSON body is itself. A form-encoded body
+/// (`application/x-www-form-urlencoded`) carries its JSON in a `payload` field (GitHub, Slack
+/// interactivity), or is its fields (Twilio, Slack slash commands): then the document is a JSON
+/// object of those fields as strings, the last value winning for a repeated name.
+pub(crate) fn payload(body: &Bytes, content_type: Option<&str>) -> Bytes {
     let is_form = content_type.is_some_and(|ct| {
         ct.split(';').next().is_some_and(|mime| {
             mime.trim()
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         })
     });
-    if !(form_payload && is_form) {
-        return Ok(body.clone());
+    if !is_form {
+        return body.clone();
     }
-    form_urlencoded::parse(body)
-        .find(|(key, _)| key == "payload")
-        .map(|(_, value)| Bytes::from(value.into_owned()))
-        .ok_or_else(|| "form-encoded body has no `payload` field".to_owned())
+    if let Some((_, json)) = form_urlencoded::parse(body).find(|(key, _)| key == "payload") {
+        return Bytes::from(json.into_owned());
+    }
+    let fields: serde_json::Map<String, serde_json::Value> = form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+        .collect();
+    Bytes::from(serde_json::Value::Object(fields).to_string())
 }
 
 struct Walk<'p, 'o, 'a> {
@@ -332,19 +333,21 @@ mod tests {
     }
 
     #[test]
-    fn form_bodies_carry_json_in_payload() {
+    fn form_bodies_carry_json_in_payload_or_are_their_fields() {
         let body = Bytes::from_static(b"payload=%7B%22action%22%3A%22opened%22%7D");
-        let form = Some("application/x-www-form-urlencoded");
+        let form = Some("application/x-www-form-urlencoded; charset=utf-8");
         assert_eq!(
-            payload(&body, form, true).unwrap(),
+            payload(&body, form),
             Bytes::from_static(br#"{"action":"opened"}"#)
         );
-        assert_eq!(payload(&body, form, false).unwrap(), body);
-        assert_eq!(
-            payload(&body, Some("application/json"), true).unwrap(),
-            body
+        assert_eq!(payload(&body, Some("application/json")), body);
+        assert_eq!(payload(&body, None), body);
+        let fields = payload(
+            &Bytes::from_static(b"CallSid=CA1&Digits=1234&Digits=5"),
+            form,
         );
-        assert!(payload(&Bytes::from_static(b"x=1"), form, true).is_err());
+        let fields: serde_json::Value = serde_json::from_slice(&fields).unwrap();
+        assert_eq!(fields, serde_json::json!({"CallSid": "CA1", "Digits": "5"}));
     }
 
     proptest! {

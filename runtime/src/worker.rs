@@ -139,26 +139,16 @@ pub(crate) async fn run_once(
         .iter()
         .find(|(name, _)| name == "content-type")
         .map(|(_, v)| v.as_str());
-    let form = shared
-        .endpoints
-        .iter()
-        .find(|e| e.path == record.endpoint)
-        .is_some_and(|e| e.form_payload);
-    let outcome = match routing::payload(&record.body, content_type, form) {
-        Err(error) => Outcome::failed(HandlerError::new(error)),
-        Ok(payload) => {
-            let cx = Context {
-                record: record.clone(),
-                payload,
-                attempt,
-                handler: handler.name,
-                state: shared.state.clone(),
-            };
-            match tokio::spawn((handler.run)(cx)).await {
-                Ok(outcome) => outcome,
-                Err(join) => Outcome::failed(HandlerError::from_join(join)),
-            }
-        }
+    let cx = Context {
+        payload: routing::payload(&record.body, content_type),
+        record: record.clone(),
+        attempt,
+        handler: handler.name,
+        state: shared.state.clone(),
+    };
+    let outcome = match tokio::spawn((handler.run)(cx)).await {
+        Ok(outcome) => outcome,
+        Err(join) => Outcome::failed(HandlerError::from_join(join)),
     };
     let result = match &outcome.result {
         Ok(()) => {

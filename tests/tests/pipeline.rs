@@ -499,3 +499,39 @@ async fn the_mission_example_verifies_github_format_and_filters() {
         .await;
     assert_eq!(reply.status, 401);
 }
+
+#[tokio::test]
+async fn the_router_merges_into_an_existing_app_with_its_own_routes_and_layers() {
+    use hooksmith::axum::{Router, middleware, response::Response, routing::get};
+    use tower::ServiceExt;
+
+    let runs = Runs::default();
+    let h = app(&runs);
+    let tagged = |mut response: Response| async move {
+        response
+            .headers_mut()
+            .insert("x-app", "mine".parse().unwrap());
+        response
+    };
+    let router = Router::new()
+        .route("/mine", get(|| async { "mine" }))
+        .merge(h.app.router())
+        .layer(middleware::map_response(tagged));
+    let call = |method: &str, uri: &str| {
+        http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::from("{}"))
+            .unwrap()
+    };
+    let mine = router.clone().oneshot(call("GET", "/mine")).await.unwrap();
+    assert_eq!(
+        (mine.status().as_u16(), &mine.headers()["x-app"]),
+        (200, &"mine".parse::<http::HeaderValue>().unwrap())
+    );
+    let hook = router.oneshot(call("POST", "/t/open")).await.unwrap();
+    assert_eq!(hook.status(), 204);
+    assert_eq!(hook.headers()["x-app"], "mine");
+    let delivery = h.deliveries("/t/open").await;
+    assert_eq!(delivery.len(), 1);
+}

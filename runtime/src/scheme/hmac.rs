@@ -1,19 +1,20 @@
 //! HMAC over the raw body, with the digest in one header: the generic `hmac-sha256` and
-//! `hmac-sha1` schemes, and the base of `github`.
+//! `hmac-sha1` schemes, and the keyed MACs every HMAC scheme shares.
 
 use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::{Hmac, Mac};
 use http::{HeaderName, HeaderValue};
 use sha1::Sha1;
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use super::{
-    Defaults, Params, Scheme, Secret, SignatureError, SignedRequest, Verified, Verifier,
-    single_header,
+    Defaults, Params, Scheme, Secret, SignInput, SignatureError, SignedRequest, Verified, Verifier,
+    header_value, single_header,
 };
 use crate::spec::Encoding;
 
@@ -22,18 +23,11 @@ use crate::spec::Encoding;
 /// default).
 pub(super) const HMAC_SHA256: Scheme = Scheme {
     name: "hmac-sha256",
-    defaults: Defaults {
-        secret_env: None,
-        event_header: None,
-        event_field: None,
-        id_header: None,
-        id_field: None,
-        action_field: None,
-        max_body: None,
-        form_payload: false,
-    },
+    defaults: Defaults::NONE,
     needs_secret: true,
     build: |params, secrets| build(Algorithm::Sha256, params, secrets),
+    sign: |params, secret, input| sign(Algorithm::Sha256, params, secret, input),
+    check_secret: |_| Ok(()),
 };
 
 /// `sig = "hmac-sha1"`: legacy providers; same parameters; without `header`, GitHub's legacy
@@ -41,14 +35,12 @@ pub(super) const HMAC_SHA256: Scheme = Scheme {
 pub(super) const HMAC_SHA1: Scheme = Scheme {
     name: "hmac-sha1",
     build: |params, secrets| build(Algorithm::Sha1, params, secrets),
+    sign: |params, secret, input| sign(Algorithm::Sha1, params, secret, input),
     ..HMAC_SHA256
 };
 
-fn build(
-    algorithm: Algorithm,
-    params: &Params<'_>,
-    secrets: Vec<Secret>,
-) -> Result<Arc<dyn Verifier>, String> {
+/// The header, prefix and encoding an endpoint's params select.
+fn format(algorithm: Algorithm, params: &Params<'_>) -> (String, String, Encoding) {
     // Without a header, GitHub's format (and its prefix) is the default; with one, no prefix
     // unless written.
     let (header, default_prefix) = match (params.header, algorithm) {
@@ -56,13 +48,37 @@ fn build(
         (None, Algorithm::Sha256) => ("x-hub-signature-256", "sha256="),
         (None, Algorithm::Sha1) => ("x-hub-signature", "sha1="),
     };
-    Ok(Arc::new(HmacHeader::new(
-        algorithm,
-        header,
-        params.prefix.unwrap_or(default_prefix),
+    (
+        header.to_owned(),
+        params.prefix.unwrap_or(default_prefix).to_owned(),
         params.encoding.unwrap_or(Encoding::Hex),
-        secrets,
+    )
+}
+
+fn build(
+    algorithm: Algorithm,
+    params: &Params<'_>,
+    secrets: &[Secret],
+) -> Result<Arc<dyn Verifier>, String> {
+    let (header, prefix, encoding) = format(algorithm, params);
+    Ok(Arc::new(HmacHeader::new(
+        algorithm, &header, &prefix, encoding, secrets,
     )?))
+}
+
+fn sign(
+    algorithm: Algorithm,
+    params: &Params<'_>,
+    secret: &str,
+    input: &SignInput<'_>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    let (header, prefix, encoding) = format(algorithm, params);
+    let tag = Keyed::new(algorithm, secret.as_bytes()).compute(&[input.body]);
+    let name = HeaderName::try_from(header).map_err(|e| e.to_string())?;
+    Ok(vec![(
+        name,
+        header_value(format!("{prefix}{}", encode(encoding, &tag)))?,
+    )])
 }
 
 /// Which hash the MAC uses.
@@ -70,6 +86,16 @@ fn build(
 pub(crate) enum Algorithm {
     Sha256,
     Sha1,
+}
+
+impl Algorithm {
+    /// The MAC's length in bytes.
+    pub(crate) fn len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 32,
+            Algorithm::Sha1 => 20,
+        }
+    }
 }
 
 /// A MAC keyed once at startup and cloned per request.
@@ -80,37 +106,33 @@ pub(crate) enum Keyed {
 }
 
 impl Keyed {
-    pub(crate) fn new(algorithm: Algorithm, secret: &Secret) -> Self {
-        // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+    pub(crate) fn new(algorithm: Algorithm, key: &[u8]) -> Self {
+        // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
         match algorithm {
             Algorithm::Sha256 => Keyed::Sha256(
-                <Hmac<Sha256> as KeyInit>::new_from_slice(secret.expose())
-                    .unwrap_or_else(|_| unreachable!()),
+                <Hmac<Sha256> as Mac>::new_from_slice(key)
+                    .unwrap_or_else(|_| unreachable!("HMAC takes any key")),
             ),
             Algorithm::Sha1 => Keyed::Sha1(
-                <Hmac<Sha1> as KeyInit>::new_from_slice(secret.expose())
-                    .unwrap_or_else(|_| unreachable!()),
+                <Hmac<Sha1> as Mac>::new_from_slice(key)
+                    .unwrap_or_else(|_| unreachable!("HMAC takes any key")),
             ),
         }
     }
 
-    /// Whether `tag` is the MAC of `parts` (concatenated), compared in constant time with an
-    /// explicit length check.
-    pub(crate) fn verify(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
-        match self.clone() {
-            Keyed::Sha256(mut mac) => {
-                parts.iter().for_each(|p| mac.update(p));
-                mac.verify_slice(tag).is_ok()
-            }
-            Keyed::Sha1(mut mac) => {
-                parts.iter().for_each(|p| mac.update(p));
-                mac.verify_slice(tag).is_ok()
-            }
+    /// Keys one MAC per secret.
+    pub(crate) fn all(algorithm: Algorithm, secrets: &[Secret]) -> Result<Vec<Keyed>, String> {
+        if secrets.is_empty() {
+            return Err("no secret configured".into());
         }
+        Ok(secrets
+            .iter()
+            .map(|s| Keyed::new(algorithm, s.expose()))
+            .collect())
     }
 
-    /// The MAC of `parts`.
-    pub(crate) fn sign(&self, parts: &[&[u8]]) -> Vec<u8> {
+    /// The MAC of `parts`, concatenated.
+    pub(crate) fn compute(&self, parts: &[&[u8]]) -> Vec<u8> {
         match self.clone() {
             Keyed::Sha256(mut mac) => {
                 parts.iter().for_each(|p| mac.update(p));
@@ -133,12 +155,24 @@ impl fmt::Debug for Keyed {
     }
 }
 
+/// Whether any key's MAC of `parts` equals any of `tags`. Every pair is compared, in constant
+/// time and with an explicit length check, so timing reveals neither which key nor which tag.
+pub(crate) fn any_matches(keys: &[Keyed], parts: &[&[u8]], tags: &[Vec<u8>]) -> bool {
+    keys.iter().fold(false, |found, key| {
+        let mac = key.compute(parts);
+        tags.iter().fold(found, |found, tag| {
+            found | (tag.len() == mac.len() && bool::from(mac.ct_eq(tag)))
+        })
+    })
+}
+
 /// `<header>: <prefix><digest>` with the digest over the raw body.
 #[derive(Debug)]
 pub(crate) struct HmacHeader {
     header: HeaderName,
     prefix: String,
     encoding: Encoding,
+    len: usize,
     keys: Vec<Keyed>,
 }
 
@@ -148,18 +182,16 @@ impl HmacHeader {
         header: &str,
         prefix: &str,
         encoding: Encoding,
-        secrets: Vec<Secret>,
+        secrets: &[Secret],
     ) -> Result<Self, String> {
         let header = HeaderName::try_from(header)
             .map_err(|_| format!("`{header}` is not a valid header name"))?;
-        if secrets.is_empty() {
-            return Err("no secret configured".into());
-        }
         Ok(Self {
             header,
             prefix: prefix.to_owned(),
             encoding,
-            keys: secrets.iter().map(|s| Keyed::new(algorithm, s)).collect(),
+            len: algorithm.len(),
+            keys: Keyed::all(algorithm, secrets)?,
         })
     }
 }
@@ -171,32 +203,14 @@ impl Verifier for HmacHeader {
             .trim()
             .strip_prefix(self.prefix.as_str())
             .ok_or(SignatureError::Malformed)?;
-        let tag = decode(self.encoding, digest).ok_or(SignatureError::Malformed)?;
-        if tag.is_empty() {
-            return Err(SignatureError::Malformed);
-        }
-        let body = [request.body];
-        // Every key is tried, so timing does not reveal which one matched.
-        let matched = self
-            .keys
-            .iter()
-            .fold(false, |found, key| key.verify(&body, &tag) | found);
-        if matched {
+        let tag = decode(self.encoding, digest)
+            .filter(|tag| tag.len() == self.len)
+            .ok_or(SignatureError::Malformed)?;
+        if any_matches(&self.keys, &[request.body], &[tag]) {
             Ok(Verified::default())
         } else {
             Err(SignatureError::Mismatch)
         }
-    }
-
-    fn sign(&self, body: &[u8], _now_secs: i64) -> Vec<(HeaderName, HeaderValue)> {
-        let Some(key) = self.keys.first() else {
-            return Vec::new();
-        };
-        let tag = key.sign(&[body]);
-        let value = format!("{}{}", self.prefix, encode(self.encoding, &tag));
-        HeaderValue::try_from(value)
-            .map(|value| vec![(self.header.clone(), value)])
-            .unwrap_or_default()
     }
 }
 
