@@ -100,8 +100,8 @@ fn empty_segment(path: &str, at: usize) -> GrammarError {
     )
 }
 
-/// Checks an event pattern: a name (`pull_request`), a dotted name (`pull_request.opened`,
-/// `payment_intent.succeeded`) or a glob with `*` (`charge.*`, `*`).
+/// Checks an event pattern: a name (`pull_request`, GitLab's `Push Hook`), a dotted name
+/// (`pull_request.opened`, `payment_intent.succeeded`) or a glob with `*` (`charge.*`, `*`).
 pub fn check_event_pattern(pattern: &str) -> Result<(), GrammarError> {
     if pattern.is_empty() {
         return Err(GrammarError::new(
@@ -109,15 +109,18 @@ pub fn check_event_pattern(pattern: &str) -> Result<(), GrammarError> {
             "empty event name: write a name such as `pull_request`, `charge.*` or `*`",
         ));
     }
-    if let Some((i, _)) = pattern
-        .char_indices()
-        .find(|(_, c)| c.is_whitespace() || c.is_control())
-    {
+    if pattern.trim() != pattern {
+        return Err(GrammarError::new(
+            0,
+            format!(
+                "event `{pattern}` starts or ends with whitespace: list several events as `event = [\"a\", \"b\"]`"
+            ),
+        ));
+    }
+    if let Some((i, _)) = pattern.char_indices().find(|(_, c)| c.is_control()) {
         return Err(GrammarError::new(
             i,
-            format!(
-                "event `{pattern}` holds whitespace at byte {i}: list several events as `event = [\"a\", \"b\"]`"
-            ),
+            format!("event {pattern:?} holds a control character at byte {i}"),
         ));
     }
     Ok(())

@@ -21,3 +21,38 @@ impl Clock for SystemClock {
             .unwrap_or(0)
     }
 }
+
+/// A clock that moves only when told to: for tests of timestamp windows and retry delays.
+///
+/// Clones share the same time, so a test keeps one and gives another to the app.
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl ManualClock {
+    /// A clock at `secs` seconds since the Unix epoch.
+    pub fn at_secs(secs: i64) -> Self {
+        let clock = Self::default();
+        clock.set_secs(secs);
+        clock
+    }
+
+    /// Moves the clock to `secs` seconds since the Unix epoch.
+    pub fn set_secs(&self, secs: i64) {
+        self.0.store(
+            secs.saturating_mul(1000),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    /// Moves the clock forward (or back, for a negative `millis`).
+    pub fn advance_ms(&self, millis: i64) {
+        self.0
+            .fetch_add(millis, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

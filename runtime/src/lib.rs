@@ -59,6 +59,7 @@ mod routing;
 pub mod scheme;
 mod spec;
 pub mod store;
+pub mod testing;
 mod worker;
 
 #[doc(hidden)]
@@ -74,7 +75,7 @@ pub use hooksmith_macros::webhook;
 
 pub use admin::MAX_LIST_LIMIT;
 pub use app::{App, AppBuilder, DEFAULT_ADDR, router, shutdown_signal};
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, HandlerError};
 pub use extract::{Context, Delivery, FromDelivery, Headers, Json, Raw, State, StateMap};
 pub use outcome::{IntoHandledOutcome, IntoOutcome, Outcome};

@@ -8,6 +8,9 @@ use hooksmith_tests::{ADMIN_TOKEN, Harness, handler};
 
 const GITHUB_SECRET: &str = "quickstart github secret";
 const CONNECTOR_SECRET: &str = "quickstart connector secret";
+const STRIPE_SECRET: &str = "whsec_quickstart_stripe";
+const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const SLACK_SECRET: &str = "quickstart slack secret";
 const PR_OPENED: &[u8] = include_bytes!("../fixtures/pull_request.opened.1k.json");
 
 async fn harness() -> Harness {
@@ -16,6 +19,9 @@ async fn harness() -> Harness {
         .only_explicit_handlers()
         .var("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)
         .var("CONNECTOR_SECRET", CONNECTOR_SECRET)
+        .var("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
+        .var("STANDARD_WEBHOOK_SECRET", STANDARD_SECRET)
+        .var("SLACK_SIGNING_SECRET", SLACK_SECRET)
         .admin_token(ADMIN_TOKEN)
         .build()
         .expect("quickstart builds");
@@ -204,6 +210,9 @@ async fn githubs_published_vector_passes_verification() {
         .only_explicit_handlers()
         .var("GITHUB_WEBHOOK_SECRET", "It's a Secret to Everybody")
         .var("CONNECTOR_SECRET", CONNECTOR_SECRET)
+        .var("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
+        .var("STANDARD_WEBHOOK_SECRET", STANDARD_SECRET)
+        .var("SLACK_SIGNING_SECRET", SLACK_SECRET)
         .build()
         .unwrap();
     let h = Harness::new(app);
@@ -411,6 +420,9 @@ async fn the_admin_api_is_not_mounted_without_a_token() {
         .only_explicit_handlers()
         .var("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)
         .var("CONNECTOR_SECRET", CONNECTOR_SECRET)
+        .var("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
+        .var("STANDARD_WEBHOOK_SECRET", STANDARD_SECRET)
+        .var("SLACK_SIGNING_SECRET", SLACK_SECRET)
         .build()
         .unwrap();
     let h = Harness::new(app);
@@ -474,6 +486,12 @@ mod over_tcp {
             .only_explicit_handlers()
             .var("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)
             .var("CONNECTOR_SECRET", CONNECTOR_SECRET)
+            .var("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
+            .var("STANDARD_WEBHOOK_SECRET", STANDARD_SECRET)
+            .var("SLACK_SIGNING_SECRET", SLACK_SECRET)
+            .var("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
+            .var("STANDARD_WEBHOOK_SECRET", STANDARD_SECRET)
+            .var("SLACK_SIGNING_SECRET", SLACK_SECRET)
             .admin_token(ADMIN_TOKEN)
             .build()
             .unwrap();
@@ -559,4 +577,74 @@ mod over_tcp {
             std::task::Poll::Ready(self.0.next())
         }
     }
+}
+
+#[tokio::test]
+async fn stripe_events_reach_payment_succeeded_and_charge_event() {
+    let h = harness().await;
+    let paid =
+        br#"{"id":"evt_paid","type":"payment_intent.succeeded","data":{"object":{"amount":2000}}}"#;
+    let refunded = br#"{"id":"evt_refund","type":"charge.refunded","data":{"object":{}}}"#;
+    let other = br#"{"id":"evt_other","type":"customer.created","data":{"object":{}}}"#;
+    for body in [&paid[..], refunded, other] {
+        assert_eq!(h.post_signed("/hooks/stripe", &[], body).await.status, 204);
+    }
+    let paid = h
+        .wait_for_status("/hooks/stripe", "evt_paid", "acknowledged")
+        .await;
+    assert_eq!(handler(&paid, "payment_succeeded")["attempts"], 1);
+    let refunded = h
+        .wait_for_status("/hooks/stripe", "evt_refund", "acknowledged")
+        .await;
+    assert_eq!(handler(&refunded, "charge_event")["status"], "succeeded");
+    h.wait_for_status("/hooks/stripe", "evt_other", "unhandled")
+        .await;
+    // Stripe retries a delivery with the same event id: it is handled once.
+    let again =
+        br#"{"id":"evt_paid","type":"payment_intent.succeeded","data":{"object":{"amount":2000}}}"#;
+    assert_eq!(h.post_signed("/hooks/stripe", &[], again).await.status, 204);
+    assert_eq!(
+        h.admin("/admin/deliveries?delivery_id=evt_paid")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn standard_webhooks_reach_user_created() {
+    let h = harness().await;
+    let body = br#"{"type":"user.created","data":{"id":"u_1"}}"#;
+    let reply = h.post_signed("/hooks/standard", &[], body).await;
+    assert_eq!(reply.status, 204);
+    let list = h.deliveries("/hooks/standard").await;
+    let id = list[0]["delivery_id"].as_str().unwrap().to_owned();
+    assert!(
+        id.starts_with("msg_"),
+        "the webhook-id header is the delivery id: {id}"
+    );
+    let delivery = h
+        .wait_for_status("/hooks/standard", &id, "acknowledged")
+        .await;
+    assert_eq!(handler(&delivery, "user_created")["attempts"], 1);
+}
+
+#[tokio::test]
+async fn slack_answers_its_challenge_and_routes_event_callbacks() {
+    let h = harness().await;
+    let challenge = br#"{"type":"url_verification","challenge":"c-7"}"#;
+    let reply = h.post_signed("/hooks/slack", &[], challenge).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&reply.body).unwrap()["challenge"],
+        "c-7"
+    );
+    let event = br#"{"type":"event_callback","event_id":"Ev42","event":{"type":"app_mention"}}"#;
+    assert_eq!(h.post_signed("/hooks/slack", &[], event).await.status, 204);
+    let delivery = h
+        .wait_for_status("/hooks/slack", "Ev42", "acknowledged")
+        .await;
+    assert_eq!(handler(&delivery, "slack_event")["status"], "succeeded");
 }

@@ -135,13 +135,38 @@ fn two_handlers_with_one_name_are_refused() {
     });
 }
 
+#[webhook(path = "/s/standard", sig = "standard")]
+async fn standard_hook() {}
+
 #[test]
-fn schemes_not_yet_implemented_and_unknown_ones_are_told_apart() {
+fn a_secret_of_the_wrong_form_names_the_variable_not_the_value() {
     tokio_runtime().block_on(async {
-        let message = error(builder().handler::<stripe_hook>());
+        let message = error(
+            builder()
+                .handler::<standard_hook>()
+                .var("STANDARD_WEBHOOK_SECRET", "whsec_%%%%-not-base64"),
+        );
         assert!(
-            message.contains("`stripe` is not yet supported"),
+            message.contains("`STANDARD_WEBHOOK_SECRET`") && message.contains("/s/standard"),
             "{message}"
+        );
+        assert!(
+            message.contains("base64"),
+            "says what form is expected: {message}"
+        );
+        assert!(!message.contains("%%%%-not-base64"), "{message}");
+    });
+}
+
+#[test]
+fn unknown_schemes_list_the_known_ones() {
+    tokio_runtime().block_on(async {
+        assert!(
+            builder()
+                .handler::<stripe_hook>()
+                .var("STRIPE_WEBHOOK_SECRET", "whsec_x")
+                .build()
+                .is_ok()
         );
         let message = error(builder().handler::<typo_hook>());
         assert!(

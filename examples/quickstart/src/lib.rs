@@ -4,6 +4,12 @@
 //!
 //! * `POST /hooks/github` (`sig = "github"`): `pr_opened` (`pull_request.opened`), `issue_event`
 //!   (`issues`), `ping`.
+//! * `POST /hooks/stripe` (`sig = "stripe"`): `payment_succeeded` (`payment_intent.succeeded`),
+//!   `charge_event` (`charge.*`).
+//! * `POST /hooks/standard` (`sig = "standard"`, Standard Webhooks / Svix): `user_created`
+//!   (`user.created`).
+//! * `POST /hooks/slack` (`sig = "slack"`): `url_verification` is answered by hooksmith;
+//!   `slack_event` (`event_callback`).
 //! * `POST /events` (seed 001's connector: `X-Connector-Signature: sha256=<hex>`, event from the
 //!   body's `type`): `on_actions` (`actions`), `on_summary` (`summary`).
 
@@ -60,6 +66,63 @@ pub async fn issue_event(event: Json<IssuesEvent>) -> hooksmith::Result {
 #[webhook(path = "/hooks/github", sig = "github", event = "ping")]
 pub async fn ping(delivery: Delivery) {
     tracing::info!(id = delivery.id(), "GitHub says hello");
+}
+
+/// The parts of a Stripe event this app reads.
+#[derive(Debug, Deserialize)]
+pub struct StripeEvent {
+    /// `evt_...`.
+    pub id: String,
+    /// `payment_intent.succeeded`, `charge.refunded`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The event's object.
+    pub data: StripeData,
+}
+
+/// A Stripe event's `data`.
+#[derive(Debug, Deserialize)]
+pub struct StripeData {
+    /// The object the event is about, as Stripe sends it.
+    pub object: serde_json::Value,
+}
+
+/// A payment succeeded. Stripe retries until it gets a 2xx, and hooksmith de-duplicates by the
+/// event id, so this runs once per payment.
+#[webhook(
+    path = "/hooks/stripe",
+    sig = "stripe",
+    event = "payment_intent.succeeded"
+)]
+pub async fn payment_succeeded(event: Json<StripeEvent>) -> hooksmith::Result {
+    let amount = event
+        .data
+        .object
+        .get("amount")
+        .and_then(serde_json::Value::as_u64);
+    tracing::info!(id = %event.id, amount, "payment succeeded");
+    Ok(())
+}
+
+/// Every `charge.*` event.
+#[webhook(path = "/hooks/stripe", sig = "stripe", event = "charge.*")]
+pub async fn charge_event(event: Json<StripeEvent>) -> hooksmith::Result {
+    tracing::info!(id = %event.id, kind = %event.kind, "charge event");
+    Ok(())
+}
+
+/// A Standard Webhooks `user.created` event.
+#[webhook(path = "/hooks/standard", sig = "standard", event = "user.created")]
+pub async fn user_created(event: serde_json::Value, delivery: Delivery) -> hooksmith::Result {
+    tracing::info!(id = delivery.id(), data = %event["data"], "user created");
+    Ok(())
+}
+
+/// Slack Events API callbacks (the `url_verification` handshake never reaches a handler).
+#[webhook(path = "/hooks/slack", sig = "slack", event = "event_callback")]
+pub async fn slack_event(event: serde_json::Value, delivery: Delivery) -> hooksmith::Result {
+    tracing::info!(id = delivery.id(), kind = %event["event"]["type"], "slack event");
+    Ok(())
 }
 
 /// Seed 001's connector, declared once and shared by its handlers.
@@ -121,6 +184,10 @@ pub fn builder() -> Result<AppBuilder, hooksmith::Error> {
         .handler::<pr_opened>()
         .handler::<issue_event>()
         .handler::<ping>()
+        .handler::<payment_succeeded>()
+        .handler::<charge_event>()
+        .handler::<user_created>()
+        .handler::<slack_event>()
         .handler::<on_actions>()
         .handler::<on_summary>()
         .from_env()

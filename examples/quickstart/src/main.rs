@@ -1,6 +1,7 @@
 //! The hooksmith quickstart: GitHub and connector webhooks, verified, stored and handled.
 //!
-//! Run with `cargo run` from the repository root. Secrets come from `GITHUB_WEBHOOK_SECRET` and
+//! Run with `cargo run` from the repository root. Secrets come from `GITHUB_WEBHOOK_SECRET`,
+//! `STRIPE_WEBHOOK_SECRET`, `STANDARD_WEBHOOK_SECRET` (`whsec_...`), `SLACK_SIGNING_SECRET` and
 //! `CONNECTOR_SECRET`; when one is unset the quickstart (and only the quickstart) generates it and
 //! prints it once with a ready-to-paste `curl` command. Set `HOOKSMITH_ADMIN_TOKEN` to mount the
 //! admin API.
@@ -31,22 +32,37 @@ fn dev_banner(app: &hooksmith::App) -> String {
     for (var, value) in app.generated_secrets() {
         let _ = writeln!(out, "    {var}={value}");
     }
-    let body = r#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
-    if let Some(headers) = app.sign("/hooks/github", body.as_bytes()) {
+    let tries = [
+        (
+            "/hooks/github",
+            "-H 'X-GitHub-Event: ping' -H \"X-GitHub-Delivery: $(date +%s%N)\" ",
+            r#"{"zen":"Keep it logically awesome.","hook_id":1}"#,
+        ),
+        (
+            "/hooks/stripe",
+            "",
+            r#"{"id":"evt_quickstart","type":"payment_intent.succeeded","data":{"object":{"amount":2000}}}"#,
+        ),
+    ];
+    out.push_str("\nTry it (expect HTTP/1.1 204):\n");
+    for (path, extra, body) in tries {
+        let Some(headers) = app.sign(path, body.as_bytes()) else {
+            continue;
+        };
         let _ = write!(
             out,
-            "\nTry it (expect HTTP/1.1 204):\n    curl -i http://{}/hooks/github -H 'Content-Type: application/json' -H 'X-GitHub-Event: ping' -H \"X-GitHub-Delivery: $(date +%s%N)\"",
+            "    curl -i http://{}{path} -H 'Content-Type: application/json' {extra}",
             app.addr()
         );
         for (name, value) in headers {
             let _ = write!(
                 out,
-                " -H '{}: {}'",
+                "-H '{}: {}' ",
                 name,
                 value.to_str().unwrap_or_default()
             );
         }
-        let _ = writeln!(out, " --data '{body}'");
+        let _ = writeln!(out, "--data '{body}'");
     }
     out
 }

@@ -56,11 +56,8 @@ pub(crate) fn parse(value: &str) -> Result<Header<'_>, SignatureError> {
             .split_once('=')
             .ok_or(SignatureError::Malformed)?;
         match key {
-            "t" => {
-                if timestamp.replace((val, parse_timestamp(val)?)).is_some() {
-                    return Err(SignatureError::Malformed);
-                }
-            }
+            "t" if timestamp.is_some() => return Err(SignatureError::Malformed),
+            "t" => timestamp = Some((val, parse_timestamp(val)?)),
             "v1" => v1.extend(hex::decode(val).ok().filter(|tag| tag.len() == 32)),
             _ => {}
         }

@@ -108,7 +108,7 @@ const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const STANDARD_BODY: &[u8] = br#"{"test": 2432232314}"#;
 const STANDARD_V1: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
 
-fn standard_headers<'a>(family: &str, signature: &'a str) -> Vec<(&'static str, String)> {
+fn standard_headers(family: &str, signature: &str) -> Vec<(&'static str, String)> {
     let name = |n: &str| -> &'static str { Box::leak(format!("{family}-{n}").into_boxed_str()) };
     vec![
         (name("id"), "msg_p5jXN8AQM9LWM0D4loKWxJek".into()),
