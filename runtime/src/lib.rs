@@ -51,6 +51,9 @@ mod clock;
 mod error;
 mod extract;
 mod filter;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod outcome;
 mod pipeline;
 mod receiver;

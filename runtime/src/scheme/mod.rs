@@ -315,5 +315,10 @@ pub(crate) fn hmac_header(
     )?))
 }
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use standard::parse_signatures as standard_parse;
+#[cfg(feature = "fuzzing")]
+pub(crate) use stripe::parse as stripe_parse;
+
 #[cfg(test)]
 mod tests;
