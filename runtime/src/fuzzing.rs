@@ -11,7 +11,13 @@ use crate::scheme::{self, Params, Secret, SignedRequest};
 pub fn envelope(body: &[u8], content_type: Option<&str>) {
     let payload = routing::payload(&Bytes::copy_from_slice(body), content_type);
     let mut plan = FieldPlan::default();
-    for path in [&["type"][..], &["action"], &["a", "b", "c"], &["items", "0", "id"], &["id"]] {
+    for path in [
+        &["type"][..],
+        &["action"],
+        &["a", "b", "c"],
+        &["items", "0", "id"],
+        &["id"],
+    ] {
         plan.add(path);
     }
     let _ = routing::extract(&payload, &plan);
@@ -75,21 +81,37 @@ pub fn scheme_headers(values: &[&str], body: &[u8], uri: &str) {
         ("github", "s"),
         ("stripe", "whsec_s"),
         ("standard", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-        ("standard", "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="),
+        (
+            "standard",
+            "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+        ),
         ("slack", "s"),
         ("shopify", "s"),
         ("gitlab", "s"),
         ("linear", "s"),
         ("twilio", "s"),
-        ("discord", "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"),
+        (
+            "discord",
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+        ),
         ("hmac-sha256", "s"),
         ("hmac-sha1", "s"),
         ("jwt", "s"),
     ];
     for (name, secret) in secrets {
-        let Ok(s) = scheme::lookup(name) else { continue };
-        let Ok(verifier) = (s.build)(&Params::default(), &[Secret::new(secret)]) else { continue };
-        let _ = verifier.verify(&SignedRequest { headers: &headers, body, uri: &uri, public_url: None, now_secs: 1_700_000_000 });
+        let Ok(s) = scheme::lookup(name) else {
+            continue;
+        };
+        let Ok(verifier) = (s.build)(&Params::default(), &[Secret::new(secret)]) else {
+            continue;
+        };
+        let _ = verifier.verify(&SignedRequest {
+            headers: &headers,
+            body,
+            uri: &uri,
+            public_url: None,
+            now_secs: 1_700_000_000,
+        });
         let _ = verifier.intercept(body);
     }
 }

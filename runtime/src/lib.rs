@@ -80,7 +80,7 @@ pub use admin::MAX_LIST_LIMIT;
 pub use app::{App, AppBuilder, DEFAULT_ADDR, router, shutdown_signal};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, HandlerError};
-pub use extract::{Context, Delivery, FromDelivery, Headers, Json, Raw, State, StateMap};
+pub use extract::{Context, Delivery, Form, FromDelivery, Headers, Json, Raw, State, StateMap};
 pub use outcome::{IntoHandledOutcome, IntoOutcome, Outcome};
 pub use receiver::{Event, Receiver, ReceiverError};
 pub use spec::{Ack, Encoding, Endpoint, Filter, Retry, SecretSource, Target, Value};

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use hooksmith::testing::{ManualClock, Params, SignInput, sign};
-use hooksmith::{Delivery, Json, State, webhook};
+use hooksmith::{Delivery, Form, State, webhook};
 use hooksmith_tests::{ADMIN_TOKEN, Harness, handler};
 
 const NOW: i64 = 1_700_000_000;
@@ -68,7 +68,7 @@ struct CallStatus {
 }
 
 #[webhook(path = "/x/twilio", sig = "twilio", filter(CallStatus = "completed"))]
-async fn on_twilio(call: Json<CallStatus>, d: Delivery, seen: State<Seen>) {
+async fn on_twilio(call: Form<CallStatus>, d: Delivery, seen: State<Seen>) {
     seen.push(format!("twilio {} {}", call.call_sid, d.id()));
 }
 

@@ -4,6 +4,7 @@
 //! run, on a retry after a restart, and on an operator's replay.
 
 mod delivery;
+mod form;
 mod headers;
 mod json;
 mod raw;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub use delivery::Delivery;
+pub use form::Form;
 pub use headers::Headers;
 pub use json::Json;
 pub use raw::Raw;
@@ -92,7 +94,7 @@ impl Context {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an argument of a `#[webhook]` handler",
     label = "not a hooksmith extractor",
-    note = "handler arguments are extractors: `Json<T>`, `Raw`, `serde_json::Value`, `Headers`, `Delivery` or `State<S>` (all in `hooksmith::`)",
+    note = "handler arguments are extractors: `Json<T>`, `Form<T>`, `Raw`, `serde_json::Value`, `Headers`, `Delivery` or `State<S>` (all in `hooksmith::`)",
     note = "to take your own type, implement `hooksmith::FromDelivery` for it"
 )]
 pub trait FromDelivery: Sized + Send + 'static {

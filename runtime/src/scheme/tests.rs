@@ -350,6 +350,30 @@ mod jwt {
     }
 
     #[test]
+    fn malformed_tokens_are_refused() {
+        use SignatureError::*;
+        let check = |value: &str| {
+            Case::new(
+                "jwt",
+                &["your-256-bit-secret"],
+                b"{}",
+                &[("authorization", value)],
+            )
+            .verify()
+        };
+        assert_eq!(check(JWT_IO), Err(Malformed), "no Bearer prefix");
+        assert_eq!(check("Basic dXNlcjpwYXNz"), Err(Malformed));
+        assert_eq!(check("Bearer "), Err(Malformed));
+        assert_eq!(check("Bearer not.a.jwt"), Err(Malformed));
+        assert_eq!(
+            check(&bearer(&JWT_IO[..JWT_IO.len() - 10])),
+            Err(Mismatch),
+            "a truncated signature"
+        );
+        assert_eq!(Case::new("jwt", &["s"], b"{}", &[]).verify(), Err(Missing));
+    }
+
+    #[test]
     fn exp_and_nbf_hold_with_a_small_leeway() {
         let key = jsonwebtoken::EncodingKey::from_secret(b"s");
         let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
