@@ -20,6 +20,9 @@ use crate::{admin, pipeline, worker};
 /// The default listening address of [`App::serve`].
 pub const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 
+/// The store of an app configured from the environment without `HOOKSMITH_STORE`.
+pub const DEFAULT_STORE: &str = "sqlite:hooksmith.db";
+
 /// Tunables of the runtime.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -56,6 +59,7 @@ pub struct AppBuilder {
     vars: HashMap<String, String>,
     read_env: bool,
     store: Option<Arc<dyn Store>>,
+    store_url: Option<String>,
     state: StateMap,
     clock: Arc<dyn Clock>,
     dev_secrets: bool,
@@ -84,6 +88,7 @@ impl Default for AppBuilder {
             vars: HashMap::new(),
             read_env: true,
             store: None,
+            store_url: None,
             state: StateMap::new(),
             clock: Arc::new(SystemClock),
             dev_secrets: false,
@@ -129,7 +134,7 @@ impl AppBuilder {
         self
     }
 
-    /// The store (default: [`MemoryStore`]).
+    /// The store; wins over `HOOKSMITH_STORE`. Without either, [`MemoryStore`].
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Some(Arc::new(store));
         self
@@ -197,8 +202,8 @@ impl AppBuilder {
         self
     }
 
-    /// Reads `HOOKSMITH_ADDR`, `HOOKSMITH_STORE`, `HOOKSMITH_ADMIN_TOKEN`, `HOOKSMITH_DISABLED` and
-    /// `HOOKSMITH_PUBLIC_URL`.
+    /// Reads `HOOKSMITH_ADDR`, `HOOKSMITH_STORE` (default [`DEFAULT_STORE`]),
+    /// `HOOKSMITH_ADMIN_TOKEN`, `HOOKSMITH_DISABLED` and `HOOKSMITH_PUBLIC_URL`.
     pub fn from_env(mut self) -> Result<Self, Error> {
         if let Some(url) = self
             .lookup("HOOKSMITH_PUBLIC_URL")
@@ -224,15 +229,11 @@ impl AppBuilder {
                     .map(str::to_owned),
             );
         }
-        match self.lookup("HOOKSMITH_STORE").as_deref() {
-            None | Some("memory") => {}
-            Some(other) => {
-                let scheme = other.split(':').next().unwrap_or(other);
-                return Err(Error::Config(vec![format!(
-                    "HOOKSMITH_STORE=`{scheme}:…` is not yet supported by this version of hooksmith; use `memory`"
-                )]));
-            }
-        }
+        // The durable embedded store is the default of an app configured from the environment.
+        self.store_url = Some(
+            self.lookup("HOOKSMITH_STORE")
+                .unwrap_or_else(|| DEFAULT_STORE.to_owned()),
+        );
         Ok(self)
     }
 
@@ -266,7 +267,11 @@ impl AppBuilder {
             .flat_map(|e| e.handlers.iter())
             .map(|h| (h.name, h.clone()))
             .collect();
-        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let store = match (self.store, &self.store_url) {
+            (Some(store), _) => store,
+            (None, Some(url)) => crate::store::open(url).map_err(|e| Error::Config(vec![e.0]))?,
+            (None, None) => Arc::new(MemoryStore::new()),
+        };
         let shared = Arc::new(Shared {
             store,
             endpoints: built.endpoints,

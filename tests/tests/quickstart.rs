@@ -16,6 +16,7 @@ const PR_OPENED: &[u8] = include_bytes!("../fixtures/pull_request.opened.1k.json
 async fn harness() -> Harness {
     let app = quickstart::builder()
         .expect("environment")
+        .store(hooksmith::store::MemoryStore::new())
         .only_explicit_handlers()
         .var("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)
         .var("CONNECTOR_SECRET", CONNECTOR_SECRET)
@@ -207,6 +208,7 @@ async fn githubs_published_vector_passes_verification() {
     // The body is not JSON, so once verified it is refused as malformed (400), not as unsigned.
     let app = quickstart::builder()
         .unwrap()
+        .store(hooksmith::store::MemoryStore::new())
         .only_explicit_handlers()
         .var("GITHUB_WEBHOOK_SECRET", "It's a Secret to Everybody")
         .var("CONNECTOR_SECRET", CONNECTOR_SECRET)
@@ -417,6 +419,7 @@ async fn the_admin_api_needs_its_token_and_redacts_signatures() {
 async fn the_admin_api_is_not_mounted_without_a_token() {
     let app = quickstart::builder()
         .unwrap()
+        .store(hooksmith::store::MemoryStore::new())
         .only_explicit_handlers()
         .var("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)
         .var("CONNECTOR_SECRET", CONNECTOR_SECRET)
@@ -483,6 +486,7 @@ mod over_tcp {
     async fn a_real_client_gets_204_401_and_413() {
         let app = quickstart::builder()
             .unwrap()
+            .store(hooksmith::store::MemoryStore::new())
             .only_explicit_handlers()
             .var("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)
             .var("CONNECTOR_SECRET", CONNECTOR_SECRET)

@@ -9,6 +9,12 @@
 //! 3. Each transition is stored before it is reported.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +24,35 @@ use bytes::Bytes;
 use serde::Serialize;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+/// Opens the store a `HOOKSMITH_STORE` URL names: `memory`, `sqlite:PATH[?synchronous=normal]`
+/// or `postgres://...` (`postgresql://` too). Connections are made on first use.
+pub fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let scheme = url.split(':').next().unwrap_or(url);
+    match scheme {
+        "memory" => Ok(std::sync::Arc::new(MemoryStore::new())),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(std::sync::Arc::new(SqliteStore::open(url)?)),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(std::sync::Arc::new(PostgresStore::open(url, None)?)),
+        #[allow(unreachable_patterns)]
+        "sqlite" | "postgres" | "postgresql" => Err(StoreError(format!(
+            "HOOKSMITH_STORE names `{scheme}`, but hooksmith was built without its `{}` feature",
+            if scheme == "sqlite" {
+                "sqlite"
+            } else {
+                "postgres"
+            }
+        ))),
+        _ => Err(StoreError(format!(
+            "HOOKSMITH_STORE=`{scheme}:…` is not a store: use `memory`, `sqlite:PATH` or `postgres://…`"
+        ))),
+    }
+}
 
 /// A boxed future borrowing the store.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

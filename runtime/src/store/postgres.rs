@@ -1,0 +1,470 @@
+//! The shared store: one PostgreSQL database behind several app instances.
+//!
+//! De-duplication is a unique key; jobs are claimed with `FOR UPDATE SKIP LOCKED` under a lease
+//! measured in the database's clock (never an instance's), so a crashed instance's jobs become
+//! claimable by another when their lease ends. The schema is applied under an advisory lock, so
+//! instances starting together apply it once.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+use tokio::sync::OnceCell;
+
+use super::sql::{self, DeliveryRow, JobRow, error};
+use super::{
+    ClaimedJob, DeliveryQuery, DeliverySummary, Ingest, JobResult, NewDelivery, Store, StoreError,
+    StoreFuture, StoreInfo, StoredDelivery,
+};
+
+/// The database's clock in milliseconds since the Unix epoch.
+const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS hooksmith_deliveries (
+        id BIGSERIAL PRIMARY KEY,
+        idem_key TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        connection TEXT,
+        event TEXT NOT NULL,
+        delivery_id TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        body BYTEA NOT NULL,
+        received_at_ms BIGINT NOT NULL,
+        status TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS hooksmith_deliveries_endpoint ON hooksmith_deliveries (endpoint, id)",
+    "CREATE INDEX IF NOT EXISTS hooksmith_deliveries_delivery_id ON hooksmith_deliveries (delivery_id)",
+    "CREATE INDEX IF NOT EXISTS hooksmith_deliveries_status ON hooksmith_deliveries (status, id)",
+    "CREATE TABLE IF NOT EXISTS hooksmith_keys (
+        idem_key TEXT PRIMARY KEY,
+        delivery BIGINT NOT NULL,
+        seen_at_ms BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS hooksmith_jobs (
+        id BIGSERIAL PRIMARY KEY,
+        delivery BIGINT NOT NULL REFERENCES hooksmith_deliveries (id),
+        handler TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        max_attempts INTEGER NOT NULL,
+        last_error TEXT,
+        next_at_ms BIGINT NOT NULL,
+        lease_until_ms BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS hooksmith_jobs_due ON hooksmith_jobs (status, next_at_ms)",
+    "CREATE INDEX IF NOT EXISTS hooksmith_jobs_lease ON hooksmith_jobs (status, lease_until_ms)",
+    "CREATE INDEX IF NOT EXISTS hooksmith_jobs_delivery ON hooksmith_jobs (delivery)",
+];
+
+/// A [`Store`] in a PostgreSQL database.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    ready: OnceCell<()>,
+}
+
+impl PostgresStore {
+    /// Connects to a `postgres://` URL lazily: the app starts while the database is down, and
+    /// requests are answered 503 until it is reachable. `schema` puts hooksmith's tables in that
+    /// schema (created if missing) instead of the connection's default.
+    pub fn open(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError(format!("invalid PostgreSQL URL: {e}")))?;
+        if let Some(schema) = schema {
+            if !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(StoreError(format!(
+                    "schema `{schema}`: letters, digits and `_` only"
+                )));
+            }
+            options = options.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy_with(options);
+        Ok(Self {
+            pool,
+            ready: OnceCell::new(),
+        })
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.ready
+            .get_or_try_init(|| async {
+                let create = error("creating the schema");
+                let mut tx = self
+                    .pool
+                    .begin()
+                    .await
+                    .map_err(error("connecting to PostgreSQL"))?;
+                // Serialises instances that start together; released at commit.
+                sqlx::query("SELECT pg_advisory_xact_lock(7261626)")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(&create)?;
+                let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(&create)?;
+                if schema.is_none() {
+                    // `search_path` names a schema that does not exist yet.
+                    let wanted: String = sqlx::query_scalar("SHOW search_path")
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(&create)?;
+                    let name = wanted
+                        .split(',')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .trim_matches('"')
+                        .to_owned();
+                    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        || name.is_empty()
+                    {
+                        return Err(StoreError(format!("cannot create schema `{name}`")));
+                    }
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "CREATE SCHEMA IF NOT EXISTS {name}"
+                    )))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(&create)?;
+                }
+                for statement in SCHEMA {
+                    sqlx::query(*statement)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(&create)?;
+                }
+                tx.commit().await.map_err(&create)?;
+                Ok(())
+            })
+            .await
+            .copied()
+    }
+
+    async fn jobs_of(&self, ids: &[i64]) -> Result<Vec<JobRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, delivery, handler, status, attempts::bigint AS attempts, last_error, next_at_ms
+             FROM hooksmith_jobs WHERE delivery = ANY($1) ORDER BY id",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(error("reading jobs"))?;
+        rows.iter().map(job_row).collect()
+    }
+}
+
+fn job_row(row: &PgRow) -> Result<JobRow, StoreError> {
+    let get = error("reading a job");
+    Ok(JobRow {
+        id: row.try_get("id").map_err(&get)?,
+        delivery: row.try_get("delivery").map_err(&get)?,
+        handler: row.try_get("handler").map_err(&get)?,
+        status: row.try_get("status").map_err(&get)?,
+        attempts: row.try_get("attempts").map_err(&get)?,
+        last_error: row.try_get("last_error").map_err(&get)?,
+        next_at_ms: row.try_get("next_at_ms").map_err(&get)?,
+    })
+}
+
+fn delivery_row(row: &PgRow) -> Result<DeliveryRow, StoreError> {
+    let get = error("reading a delivery");
+    Ok(DeliveryRow {
+        id: row.try_get("id").map_err(&get)?,
+        delivery_id: row.try_get("delivery_id").map_err(&get)?,
+        endpoint: row.try_get("endpoint").map_err(&get)?,
+        event: row.try_get("event").map_err(&get)?,
+        status: row.try_get("status").map_err(&get)?,
+        received_at_ms: row.try_get("received_at_ms").map_err(&get)?,
+    })
+}
+
+fn stored(row: &PgRow) -> Result<StoredDelivery, StoreError> {
+    let get = error("reading a delivery");
+    let headers: String = row.try_get("headers").map_err(&get)?;
+    let body: Vec<u8> = row.try_get("body").map_err(&get)?;
+    Ok(StoredDelivery {
+        id: row.try_get("id").map_err(&get)?,
+        key: row.try_get("idem_key").map_err(&get)?,
+        endpoint: row.try_get("endpoint").map_err(&get)?,
+        connection: row.try_get("connection").map_err(&get)?,
+        event: row.try_get("event").map_err(&get)?,
+        delivery_id: row.try_get("delivery_id").map_err(&get)?,
+        headers: sql::decode_headers(&headers),
+        body: Bytes::from(body),
+        received_at_ms: row.try_get("received_at_ms").map_err(&get)?,
+    })
+}
+
+impl Store for PostgresStore {
+    fn info(&self) -> StoreInfo {
+        StoreInfo {
+            kind: "postgres",
+            durable: true,
+        }
+    }
+
+    fn ingest(&self, new: NewDelivery) -> StoreFuture<'_, Ingest> {
+        Box::pin(async move {
+            self.ready().await?;
+            let write = error("storing a delivery");
+            let mut tx = self.pool.begin().await.map_err(&write)?;
+            let claimed = sqlx::query(
+                "INSERT INTO hooksmith_keys (idem_key, delivery, seen_at_ms) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(&new.key)
+            .bind(new.received_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(&write)?;
+            if claimed.rows_affected() == 0 {
+                // The row is committed (a concurrent insert waited for its transaction above).
+                let id: i64 =
+                    sqlx::query_scalar("SELECT delivery FROM hooksmith_keys WHERE idem_key = $1")
+                        .bind(&new.key)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(&write)?;
+                return Ok(Ingest::Duplicate { id });
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO hooksmith_deliveries (idem_key, endpoint, connection, event, delivery_id, headers, body, received_at_ms, status)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            )
+            .bind(&new.key)
+            .bind(&new.endpoint)
+            .bind(&new.connection)
+            .bind(&new.event)
+            .bind(&new.delivery_id)
+            .bind(sql::encode_headers(&new.headers))
+            .bind(new.body.as_ref())
+            .bind(new.received_at_ms)
+            .bind(sql::initial_status(&new.jobs))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(&write)?;
+            sqlx::query("UPDATE hooksmith_keys SET delivery = $1 WHERE idem_key = $2")
+                .bind(id)
+                .bind(&new.key)
+                .execute(&mut *tx)
+                .await
+                .map_err(&write)?;
+            let handlers: Vec<String> = new.jobs.iter().map(|j| j.handler.clone()).collect();
+            let max_attempts: Vec<i32> = new
+                .jobs
+                .iter()
+                .map(|j| i32::try_from(j.max_attempts).unwrap_or(i32::MAX))
+                .collect();
+            let leases: Vec<Option<i64>> = new.jobs.iter().map(|j| j.claimed_for_ms).collect();
+            let insert = format!(
+                "INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms)
+                 SELECT $1, h, CASE WHEN l IS NULL THEN 'pending' ELSE 'running' END,
+                        CASE WHEN l IS NULL THEN 0 ELSE 1 END, m, {DB_NOW}, COALESCE({DB_NOW} + l, 0)
+                 FROM unnest($2::text[], $3::int[], $4::bigint[]) WITH ORDINALITY AS t(h, m, l, n)
+                 ORDER BY n RETURNING id"
+            );
+            let jobs: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(insert))
+                .bind(id)
+                .bind(&handlers)
+                .bind(&max_attempts)
+                .bind(&leases)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(&write)?;
+            tx.commit().await.map_err(&write)?;
+            let mut jobs = jobs;
+            jobs.sort_unstable();
+            Ok(Ingest::Stored { id, jobs })
+        })
+    }
+
+    fn claim(&self, limit: usize, lease_ms: i64, _now_ms: i64) -> StoreFuture<'_, Vec<ClaimedJob>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let write = error("claiming jobs");
+            let mut tx = self.pool.begin().await.map_err(&write)?;
+            let claim = format!(
+                "UPDATE hooksmith_jobs SET status = 'running', attempts = attempts + 1, lease_until_ms = {DB_NOW} + $1
+                 WHERE id IN (
+                    SELECT id FROM hooksmith_jobs
+                    WHERE (status IN ('pending', 'retrying') AND next_at_ms <= {DB_NOW})
+                       OR (status = 'running' AND lease_until_ms <= {DB_NOW})
+                    ORDER BY next_at_ms, id LIMIT $2
+                    FOR UPDATE SKIP LOCKED)
+                 RETURNING id, delivery, handler, attempts::bigint AS attempts, max_attempts::bigint AS max_attempts"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(claim))
+                .bind(lease_ms)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(&write)?;
+            if rows.is_empty() {
+                tx.commit().await.map_err(&write)?;
+                return Ok(Vec::new());
+            }
+            let mut jobs = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: i64 = row.try_get("id").map_err(&write)?;
+                let delivery: i64 = row.try_get("delivery").map_err(&write)?;
+                let handler: String = row.try_get("handler").map_err(&write)?;
+                let attempts: i64 = row.try_get("attempts").map_err(&write)?;
+                let max_attempts: i64 = row.try_get("max_attempts").map_err(&write)?;
+                jobs.push((id, delivery, handler, attempts, max_attempts));
+            }
+            let ids: Vec<i64> = jobs.iter().map(|j| j.1).collect();
+            sqlx::query("UPDATE hooksmith_deliveries SET status = 'dispatched' WHERE status = 'received' AND id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(&write)?;
+            let records = sqlx::query("SELECT * FROM hooksmith_deliveries WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(&write)?;
+            tx.commit().await.map_err(&write)?;
+            let records: Vec<Arc<StoredDelivery>> = records
+                .iter()
+                .map(stored)
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .map(Arc::new)
+                .collect();
+            Ok(jobs
+                .into_iter()
+                .filter_map(|(id, delivery, handler, attempts, max_attempts)| {
+                    let record = records.iter().find(|r| r.id == delivery)?.clone();
+                    Some(ClaimedJob {
+                        id,
+                        delivery: record,
+                        handler,
+                        attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
+                        max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn next_due(&self) -> StoreFuture<'_, Option<i64>> {
+        Box::pin(async move {
+            self.ready().await?;
+            // In the database's clock; translated to "how long from now" for the caller's clock.
+            let query = format!(
+                "SELECT MIN(t) - {DB_NOW} FROM (
+                    SELECT MIN(next_at_ms) AS t FROM hooksmith_jobs WHERE status IN ('pending', 'retrying')
+                    UNION ALL
+                    SELECT MIN(lease_until_ms) AS t FROM hooksmith_jobs WHERE status = 'running') AS due"
+            );
+            let wait: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(query))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(error("reading the next due job"))?;
+            Ok(wait
+                .map(|w| crate::clock::Clock::now_ms(&crate::clock::SystemClock).saturating_add(w)))
+        })
+    }
+
+    fn finish(&self, job: i64, result: JobResult, now_ms: i64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.ready().await?;
+            let write = error("recording a job's result");
+            let (status, last_error, delay) = match result {
+                JobResult::Succeeded => ("succeeded", None, None),
+                JobResult::Failed {
+                    error,
+                    retry_at_ms: Some(at),
+                } => (
+                    "retrying",
+                    Some(error),
+                    Some(at.saturating_sub(now_ms).max(0)),
+                ),
+                JobResult::Failed {
+                    error,
+                    retry_at_ms: None,
+                } => ("dead", Some(error), None),
+            };
+            let mut tx = self.pool.begin().await.map_err(&write)?;
+            let update = format!(
+                "UPDATE hooksmith_jobs SET status = $1, last_error = COALESCE($2, last_error),
+                    next_at_ms = COALESCE({DB_NOW} + $3, next_at_ms), lease_until_ms = 0
+                 WHERE id = $4 RETURNING delivery"
+            );
+            let delivery: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(update))
+                .bind(status)
+                .bind(last_error)
+                .bind(delay)
+                .bind(job)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(&write)?;
+            let delivery = delivery.ok_or_else(|| StoreError(format!("no job {job}")))?;
+            let update = format!(
+                "UPDATE hooksmith_deliveries SET status = ({}) WHERE id = $1",
+                sql::status_case("$1")
+            );
+            sqlx::query(sqlx::AssertSqlSafe(update))
+                .bind(delivery)
+                .execute(&mut *tx)
+                .await
+                .map_err(&write)?;
+            tx.commit().await.map_err(&write)
+        })
+    }
+
+    fn list<'a>(&'a self, query: &'a DeliveryQuery) -> StoreFuture<'a, Vec<DeliverySummary>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let rows = sqlx::query(
+                "SELECT id, delivery_id, endpoint, event, status, received_at_ms FROM hooksmith_deliveries
+                 WHERE ($1::text IS NULL OR endpoint = $1) AND ($2::text IS NULL OR status = $2)
+                   AND ($3::text IS NULL OR event = $3) AND ($4::text IS NULL OR delivery_id = $4) AND id < $5
+                 ORDER BY id DESC LIMIT $6",
+            )
+            .bind(&query.endpoint)
+            .bind(query.status.map(sql::status_name))
+            .bind(&query.event)
+            .bind(&query.delivery_id)
+            .bind(query.before.unwrap_or(i64::MAX))
+            .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(error("listing deliveries"))?;
+            let deliveries = rows
+                .iter()
+                .map(delivery_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let jobs = self
+                .jobs_of(&deliveries.iter().map(|d| d.id).collect::<Vec<_>>())
+                .await?;
+            sql::assemble(deliveries, jobs)
+        })
+    }
+
+    fn get(&self, id: i64) -> StoreFuture<'_, Option<(DeliverySummary, Arc<StoredDelivery>)>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let Some(row) = sqlx::query("SELECT * FROM hooksmith_deliveries WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(error("reading a delivery"))?
+            else {
+                return Ok(None);
+            };
+            let record = stored(&row)?;
+            let summary = sql::assemble(vec![delivery_row(&row)?], self.jobs_of(&[id]).await?)?
+                .pop()
+                .ok_or_else(|| StoreError("delivery vanished".into()))?;
+            Ok(Some((summary, Arc::new(record))))
+        })
+    }
+}

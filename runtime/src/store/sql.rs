@@ -1,0 +1,137 @@
+//! What the SQL backends share: status names, header encoding, and assembling summaries from rows.
+
+use std::collections::BTreeMap;
+
+use super::{DeliveryStatus, DeliverySummary, JobStatus, JobSummary, StoreError};
+
+/// The delivery-status rule of [`DeliveryStatus::from_jobs`], in SQL, for `UPDATE ... SET
+/// status = (...)` on delivery `?`/`$1`; both SQLite and PostgreSQL take it as written, with the
+/// placeholder substituted.
+pub(super) fn status_case(placeholder: &str) -> String {
+    let jobs = format!("FROM hooksmith_jobs WHERE delivery = {placeholder}");
+    format!(
+        "CASE \
+           WHEN NOT EXISTS (SELECT 1 {jobs}) THEN 'unhandled' \
+           WHEN EXISTS (SELECT 1 {jobs} AND status = 'dead') THEN 'dead' \
+           WHEN NOT EXISTS (SELECT 1 {jobs} AND status <> 'succeeded') THEN 'acknowledged' \
+           WHEN NOT EXISTS (SELECT 1 {jobs} AND status <> 'pending') THEN 'received' \
+           ELSE 'dispatched' END"
+    )
+}
+
+pub(super) fn job_status(name: &str) -> Result<JobStatus, StoreError> {
+    Ok(match name {
+        "pending" => JobStatus::Pending,
+        "running" => JobStatus::Running,
+        "retrying" => JobStatus::Retrying,
+        "succeeded" => JobStatus::Succeeded,
+        "dead" => JobStatus::Dead,
+        other => {
+            return Err(StoreError(format!(
+                "unknown job status `{other}` in the store"
+            )));
+        }
+    })
+}
+
+pub(super) fn delivery_status(name: &str) -> Result<DeliveryStatus, StoreError> {
+    DeliveryStatus::parse(name)
+        .ok_or_else(|| StoreError(format!("unknown delivery status `{name}` in the store")))
+}
+
+pub(super) fn status_name(status: DeliveryStatus) -> &'static str {
+    match status {
+        DeliveryStatus::Received => "received",
+        DeliveryStatus::Dispatched => "dispatched",
+        DeliveryStatus::Acknowledged => "acknowledged",
+        DeliveryStatus::Unhandled => "unhandled",
+        DeliveryStatus::Dead => "dead",
+    }
+}
+
+/// The status a delivery is stored with, from its new jobs.
+pub(super) fn initial_status(jobs: &[super::NewJob]) -> &'static str {
+    if jobs.is_empty() {
+        "unhandled"
+    } else if jobs.iter().any(|j| j.claimed_for_ms.is_some()) {
+        "dispatched"
+    } else {
+        "received"
+    }
+}
+
+pub(super) fn encode_headers(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".into())
+}
+
+pub(super) fn decode_headers(text: &str) -> Vec<(String, String)> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+pub(super) fn ids_json(ids: impl IntoIterator<Item = i64>) -> String {
+    serde_json::to_string(&ids.into_iter().collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into())
+}
+
+/// A delivery row without its body.
+pub(super) struct DeliveryRow {
+    pub(super) id: i64,
+    pub(super) delivery_id: String,
+    pub(super) endpoint: String,
+    pub(super) event: String,
+    pub(super) status: String,
+    pub(super) received_at_ms: i64,
+}
+
+/// A job row.
+pub(super) struct JobRow {
+    pub(super) id: i64,
+    pub(super) delivery: i64,
+    pub(super) handler: String,
+    pub(super) status: String,
+    pub(super) attempts: i64,
+    pub(super) last_error: Option<String>,
+    pub(super) next_at_ms: i64,
+}
+
+/// Joins delivery rows (in the order given) with their jobs (in id order).
+pub(super) fn assemble(
+    deliveries: Vec<DeliveryRow>,
+    jobs: Vec<JobRow>,
+) -> Result<Vec<DeliverySummary>, StoreError> {
+    let mut by_delivery: BTreeMap<i64, Vec<JobSummary>> = BTreeMap::new();
+    for job in jobs {
+        let status = job_status(&job.status)?;
+        by_delivery
+            .entry(job.delivery)
+            .or_default()
+            .push(JobSummary {
+                id: job.id,
+                name: job.handler,
+                status,
+                attempts: u32::try_from(job.attempts).unwrap_or(0),
+                last_error: job.last_error,
+                next_attempt_at_ms: (status == JobStatus::Retrying).then_some(job.next_at_ms),
+            });
+    }
+    deliveries
+        .into_iter()
+        .map(|d| {
+            let mut handlers = by_delivery.remove(&d.id).unwrap_or_default();
+            handlers.sort_by_key(|h| h.id);
+            Ok(DeliverySummary {
+                id: d.id,
+                delivery_id: d.delivery_id,
+                endpoint: d.endpoint,
+                event: d.event,
+                status: delivery_status(&d.status)?,
+                received_at_ms: d.received_at_ms,
+                handlers,
+            })
+        })
+        .collect()
+}
+
+/// A sqlx error as a store error (the message names the operation, never a value).
+pub(super) fn error(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| StoreError(format!("{what}: {e}"))
+}

@@ -1,0 +1,449 @@
+//! The embedded durable store: one SQLite file in WAL mode.
+//!
+//! Durability: with `synchronous=FULL` (the default), a committed delivery survives a crash of
+//! the process *and* of the machine (power loss): the WAL is fsynced at every commit, and the 2xx
+//! is sent only after the commit. `sqlite:PATH?synchronous=normal` trades that for speed: a commit
+//! then survives a crash of the process but the last transactions may be lost on power loss —
+//! hooksmith would have answered 2xx for them, so that mode breaks the "2xx means stored" promise
+//! across machine crashes and is opt-in.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use tokio::sync::OnceCell;
+
+use super::sql::{self, DeliveryRow, JobRow, error};
+use super::{
+    ClaimedJob, DeliveryQuery, DeliverySummary, Ingest, JobResult, NewDelivery, Store, StoreError,
+    StoreFuture, StoreInfo, StoredDelivery,
+};
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS hooksmith_deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        idem_key TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        connection TEXT,
+        event TEXT NOT NULL,
+        delivery_id TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        body BLOB NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        status TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS hooksmith_deliveries_endpoint ON hooksmith_deliveries (endpoint, id)",
+    "CREATE INDEX IF NOT EXISTS hooksmith_deliveries_delivery_id ON hooksmith_deliveries (delivery_id)",
+    "CREATE INDEX IF NOT EXISTS hooksmith_deliveries_status ON hooksmith_deliveries (status, id)",
+    "CREATE TABLE IF NOT EXISTS hooksmith_keys (
+        idem_key TEXT PRIMARY KEY,
+        delivery INTEGER NOT NULL,
+        seen_at_ms INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS hooksmith_jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        delivery INTEGER NOT NULL REFERENCES hooksmith_deliveries (id),
+        handler TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        max_attempts INTEGER NOT NULL,
+        last_error TEXT,
+        next_at_ms INTEGER NOT NULL,
+        lease_until_ms INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS hooksmith_jobs_due ON hooksmith_jobs (status, next_at_ms)",
+    "CREATE INDEX IF NOT EXISTS hooksmith_jobs_lease ON hooksmith_jobs (status, lease_until_ms)",
+    "CREATE INDEX IF NOT EXISTS hooksmith_jobs_delivery ON hooksmith_jobs (delivery)",
+];
+
+/// A [`Store`] in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    ready: OnceCell<()>,
+    synchronous_full: bool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at a `sqlite:PATH[?synchronous=normal]` URL. The
+    /// connection is made and the schema applied on first use, so the app starts even if the
+    /// file cannot be opened yet; requests are answered 503 until it can.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let mut synchronous = SqliteSynchronous::Full;
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.to_ascii_lowercase().as_str() {
+                "synchronous=full" => synchronous = SqliteSynchronous::Full,
+                "synchronous=normal" => synchronous = SqliteSynchronous::Normal,
+                other => {
+                    return Err(StoreError(format!(
+                        "unknown SQLite store option `{other}`: expected `synchronous=full` or `synchronous=normal`"
+                    )));
+                }
+            }
+        }
+        let options = SqliteConnectOptions::from_str(base)
+            .map_err(|e| StoreError(format!("invalid SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        Ok(Self {
+            pool,
+            ready: OnceCell::new(),
+            synchronous_full: matches!(synchronous, SqliteSynchronous::Full),
+        })
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.ready
+            .get_or_try_init(|| async {
+                let mut tx = self
+                    .pool
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(error("opening the SQLite store"))?;
+                for statement in SCHEMA {
+                    sqlx::query(*statement)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(error("creating the schema"))?;
+                }
+                tx.commit().await.map_err(error("creating the schema"))?;
+                Ok(())
+            })
+            .await
+            .copied()
+    }
+
+    async fn jobs_of(&self, ids: &[i64]) -> Result<Vec<JobRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, delivery, handler, status, attempts, last_error, next_at_ms FROM hooksmith_jobs
+             WHERE delivery IN (SELECT value FROM json_each(?1)) ORDER BY id",
+        )
+        .bind(sql::ids_json(ids.iter().copied()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(error("reading jobs"))?;
+        rows.iter().map(job_row).collect()
+    }
+}
+
+fn job_row(row: &sqlx::sqlite::SqliteRow) -> Result<JobRow, StoreError> {
+    let get = error("reading a job");
+    Ok(JobRow {
+        id: row.try_get("id").map_err(&get)?,
+        delivery: row.try_get("delivery").map_err(&get)?,
+        handler: row.try_get("handler").map_err(&get)?,
+        status: row.try_get("status").map_err(&get)?,
+        attempts: row.try_get("attempts").map_err(&get)?,
+        last_error: row.try_get("last_error").map_err(&get)?,
+        next_at_ms: row.try_get("next_at_ms").map_err(&get)?,
+    })
+}
+
+fn delivery_row(row: &sqlx::sqlite::SqliteRow) -> Result<DeliveryRow, StoreError> {
+    let get = error("reading a delivery");
+    Ok(DeliveryRow {
+        id: row.try_get("id").map_err(&get)?,
+        delivery_id: row.try_get("delivery_id").map_err(&get)?,
+        endpoint: row.try_get("endpoint").map_err(&get)?,
+        event: row.try_get("event").map_err(&get)?,
+        status: row.try_get("status").map_err(&get)?,
+        received_at_ms: row.try_get("received_at_ms").map_err(&get)?,
+    })
+}
+
+fn stored(row: &sqlx::sqlite::SqliteRow) -> Result<StoredDelivery, StoreError> {
+    let get = error("reading a delivery");
+    let headers: String = row.try_get("headers").map_err(&get)?;
+    let body: Vec<u8> = row.try_get("body").map_err(&get)?;
+    Ok(StoredDelivery {
+        id: row.try_get("id").map_err(&get)?,
+        key: row.try_get("idem_key").map_err(&get)?,
+        endpoint: row.try_get("endpoint").map_err(&get)?,
+        connection: row.try_get("connection").map_err(&get)?,
+        event: row.try_get("event").map_err(&get)?,
+        delivery_id: row.try_get("delivery_id").map_err(&get)?,
+        headers: sql::decode_headers(&headers),
+        body: Bytes::from(body),
+        received_at_ms: row.try_get("received_at_ms").map_err(&get)?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn info(&self) -> StoreInfo {
+        StoreInfo {
+            kind: if self.synchronous_full {
+                "sqlite"
+            } else {
+                "sqlite (synchronous=normal)"
+            },
+            durable: true,
+        }
+    }
+
+    fn ingest(&self, new: NewDelivery) -> StoreFuture<'_, Ingest> {
+        Box::pin(async move {
+            self.ready().await?;
+            let write = error("storing a delivery");
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(&write)?;
+            let claimed = sqlx::query("INSERT INTO hooksmith_keys (idem_key, delivery, seen_at_ms) VALUES (?1, 0, ?2) ON CONFLICT DO NOTHING")
+                .bind(&new.key)
+                .bind(new.received_at_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(&write)?;
+            if claimed.rows_affected() == 0 {
+                let id: i64 =
+                    sqlx::query_scalar("SELECT delivery FROM hooksmith_keys WHERE idem_key = ?1")
+                        .bind(&new.key)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(&write)?;
+                return Ok(Ingest::Duplicate { id });
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO hooksmith_deliveries (idem_key, endpoint, connection, event, delivery_id, headers, body, received_at_ms, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+            )
+            .bind(&new.key)
+            .bind(&new.endpoint)
+            .bind(&new.connection)
+            .bind(&new.event)
+            .bind(&new.delivery_id)
+            .bind(sql::encode_headers(&new.headers))
+            .bind(new.body.as_ref())
+            .bind(new.received_at_ms)
+            .bind(sql::initial_status(&new.jobs))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(&write)?;
+            sqlx::query("UPDATE hooksmith_keys SET delivery = ?1 WHERE idem_key = ?2")
+                .bind(id)
+                .bind(&new.key)
+                .execute(&mut *tx)
+                .await
+                .map_err(&write)?;
+            let mut jobs = Vec::with_capacity(new.jobs.len());
+            for job in &new.jobs {
+                let (status, attempts, lease) = match job.claimed_for_ms {
+                    Some(lease) => ("running", 1, new.received_at_ms.saturating_add(lease)),
+                    None => ("pending", 0, 0),
+                };
+                let job_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                )
+                .bind(id)
+                .bind(&job.handler)
+                .bind(status)
+                .bind(attempts)
+                .bind(i64::from(job.max_attempts))
+                .bind(new.received_at_ms)
+                .bind(lease)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(&write)?;
+                jobs.push(job_id);
+            }
+            tx.commit().await.map_err(&write)?;
+            Ok(Ingest::Stored { id, jobs })
+        })
+    }
+
+    fn claim(&self, limit: usize, lease_ms: i64, now_ms: i64) -> StoreFuture<'_, Vec<ClaimedJob>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let write = error("claiming jobs");
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(&write)?;
+            let rows = sqlx::query(
+                "UPDATE hooksmith_jobs SET status = 'running', attempts = attempts + 1, lease_until_ms = ?1 + ?2
+                 WHERE id IN (
+                    SELECT id FROM hooksmith_jobs
+                    WHERE (status IN ('pending', 'retrying') AND next_at_ms <= ?1)
+                       OR (status = 'running' AND lease_until_ms <= ?1)
+                    ORDER BY next_at_ms, id LIMIT ?3)
+                 RETURNING id, delivery, handler, attempts, max_attempts",
+            )
+            .bind(now_ms)
+            .bind(lease_ms)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(&write)?;
+            if rows.is_empty() {
+                tx.commit().await.map_err(&write)?;
+                return Ok(Vec::new());
+            }
+            let mut jobs = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: i64 = row.try_get("id").map_err(&write)?;
+                let delivery: i64 = row.try_get("delivery").map_err(&write)?;
+                let handler: String = row.try_get("handler").map_err(&write)?;
+                let attempts: i64 = row.try_get("attempts").map_err(&write)?;
+                let max_attempts: i64 = row.try_get("max_attempts").map_err(&write)?;
+                jobs.push((id, delivery, handler, attempts, max_attempts));
+            }
+            let ids = sql::ids_json(jobs.iter().map(|j| j.1));
+            sqlx::query(
+                "UPDATE hooksmith_deliveries SET status = 'dispatched'
+                 WHERE status = 'received' AND id IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(&write)?;
+            let records = sqlx::query(
+                "SELECT * FROM hooksmith_deliveries WHERE id IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(&write)?;
+            tx.commit().await.map_err(&write)?;
+            let records: Vec<Arc<StoredDelivery>> = records
+                .iter()
+                .map(stored)
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .map(Arc::new)
+                .collect();
+            Ok(jobs
+                .into_iter()
+                .filter_map(|(id, delivery, handler, attempts, max_attempts)| {
+                    let record = records.iter().find(|r| r.id == delivery)?.clone();
+                    Some(ClaimedJob {
+                        id,
+                        delivery: record,
+                        handler,
+                        attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
+                        max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn next_due(&self) -> StoreFuture<'_, Option<i64>> {
+        Box::pin(async move {
+            self.ready().await?;
+            sqlx::query_scalar(
+                "SELECT MIN(t) FROM (
+                    SELECT MIN(next_at_ms) AS t FROM hooksmith_jobs WHERE status IN ('pending', 'retrying')
+                    UNION ALL
+                    SELECT MIN(lease_until_ms) AS t FROM hooksmith_jobs WHERE status = 'running')",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(error("reading the next due job"))
+        })
+    }
+
+    fn finish(&self, job: i64, result: JobResult, _now_ms: i64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.ready().await?;
+            let write = error("recording a job's result");
+            let (status, last_error, next_at) = match result {
+                JobResult::Succeeded => ("succeeded", None, None),
+                JobResult::Failed {
+                    error,
+                    retry_at_ms: Some(at),
+                } => ("retrying", Some(error), Some(at)),
+                JobResult::Failed {
+                    error,
+                    retry_at_ms: None,
+                } => ("dead", Some(error), None),
+            };
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(&write)?;
+            let delivery: Option<i64> = sqlx::query_scalar(
+                "UPDATE hooksmith_jobs SET status = ?1, last_error = COALESCE(?2, last_error),
+                    next_at_ms = COALESCE(?3, next_at_ms), lease_until_ms = 0
+                 WHERE id = ?4 RETURNING delivery",
+            )
+            .bind(status)
+            .bind(last_error)
+            .bind(next_at)
+            .bind(job)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(&write)?;
+            let delivery = delivery.ok_or_else(|| StoreError(format!("no job {job}")))?;
+            let update = format!(
+                "UPDATE hooksmith_deliveries SET status = ({}) WHERE id = ?1",
+                sql::status_case("?1")
+            );
+            sqlx::query(sqlx::AssertSqlSafe(update))
+                .bind(delivery)
+                .execute(&mut *tx)
+                .await
+                .map_err(&write)?;
+            tx.commit().await.map_err(&write)
+        })
+    }
+
+    fn list<'a>(&'a self, query: &'a DeliveryQuery) -> StoreFuture<'a, Vec<DeliverySummary>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let rows = sqlx::query(
+                "SELECT id, delivery_id, endpoint, event, status, received_at_ms FROM hooksmith_deliveries
+                 WHERE (?1 IS NULL OR endpoint = ?1) AND (?2 IS NULL OR status = ?2)
+                   AND (?3 IS NULL OR event = ?3) AND (?4 IS NULL OR delivery_id = ?4) AND id < ?5
+                 ORDER BY id DESC LIMIT ?6",
+            )
+            .bind(&query.endpoint)
+            .bind(query.status.map(sql::status_name))
+            .bind(&query.event)
+            .bind(&query.delivery_id)
+            .bind(query.before.unwrap_or(i64::MAX))
+            .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(error("listing deliveries"))?;
+            let deliveries = rows
+                .iter()
+                .map(delivery_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let jobs = self
+                .jobs_of(&deliveries.iter().map(|d| d.id).collect::<Vec<_>>())
+                .await?;
+            sql::assemble(deliveries, jobs)
+        })
+    }
+
+    fn get(&self, id: i64) -> StoreFuture<'_, Option<(DeliverySummary, Arc<StoredDelivery>)>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let Some(row) = sqlx::query("SELECT * FROM hooksmith_deliveries WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(error("reading a delivery"))?
+            else {
+                return Ok(None);
+            };
+            let record = stored(&row)?;
+            let summary = sql::assemble(vec![delivery_row(&row)?], self.jobs_of(&[id]).await?)?
+                .pop()
+                .ok_or_else(|| StoreError("delivery vanished".into()))?;
+            Ok(Some((summary, Arc::new(record))))
+        })
+    }
+}

@@ -1,0 +1,470 @@
+//! One suite of store behaviour, run against every backend: memory, a real SQLite file, and the
+//! PostgreSQL named by `HOOKSMITH_TEST_POSTGRES_URL` (skipped, and said so, when it is unset).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hooksmith::store::{
+    DeliveryQuery, DeliveryStatus, Ingest, JobResult, JobStatus, MemoryStore, NewDelivery, NewJob,
+    PostgresStore, SqliteStore, Store,
+};
+use hooksmith::{Clock, SystemClock};
+
+fn now() -> i64 {
+    SystemClock.now_ms()
+}
+
+fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn delivery(key: &str, handlers: &[&str]) -> NewDelivery {
+    NewDelivery {
+        key: key.to_owned(),
+        endpoint: "/hooks/test".into(),
+        connection: None,
+        event: "push".into(),
+        delivery_id: key.to_owned(),
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-hub-signature-256".into(), "[redacted]".into()),
+        ],
+        body: Bytes::from_static(b"{\"a\":1,\"bin\":\"\xff\"}"),
+        received_at_ms: now(),
+        jobs: handlers
+            .iter()
+            .map(|h| NewJob {
+                handler: (*h).to_owned(),
+                max_attempts: 3,
+                claimed_for_ms: None,
+            })
+            .collect(),
+    }
+}
+
+async fn status_of(store: &dyn Store, id: i64) -> (DeliveryStatus, Vec<(String, JobStatus, u32)>) {
+    let (summary, _) = store.get(id).await.unwrap().unwrap();
+    (
+        summary.status,
+        summary
+            .handlers
+            .into_iter()
+            .map(|h| (h.name, h.status, h.attempts))
+            .collect(),
+    )
+}
+
+/// Claims until `count` jobs are handed out or two seconds pass.
+async fn claim_n(
+    store: &dyn Store,
+    count: usize,
+    lease_ms: i64,
+) -> Vec<hooksmith::store::ClaimedJob> {
+    let mut claimed = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while claimed.len() < count && std::time::Instant::now() < deadline {
+        claimed.extend(
+            store
+                .claim(count - claimed.len(), lease_ms, now())
+                .await
+                .unwrap(),
+        );
+        if claimed.len() < count {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    claimed
+}
+
+async fn suite(store: Arc<dyn Store>) {
+    let s = &*store;
+
+    // Stored once; the same key again is a duplicate that writes nothing.
+    let key = unique("key");
+    let Ingest::Stored { id, jobs } = s.ingest(delivery(&key, &["a", "b"])).await.unwrap() else {
+        panic!("first ingest must store")
+    };
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(
+        s.ingest(delivery(&key, &["a", "b"])).await.unwrap(),
+        Ingest::Duplicate { id }
+    );
+    let (summary, record) = s.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        record.body,
+        Bytes::from_static(b"{\"a\":1,\"bin\":\"\xff\"}"),
+        "the body is byte-exact"
+    );
+    assert_eq!(
+        record.headers[1],
+        ("x-hub-signature-256".into(), "[redacted]".into())
+    );
+    assert_eq!(summary.status, DeliveryStatus::Received);
+    assert_eq!(
+        summary
+            .handlers
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+
+    // Nothing matched: unhandled, and no job is ever claimed for it.
+    let Ingest::Stored { id: unhandled, .. } =
+        s.ingest(delivery(&unique("none"), &[])).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(status_of(s, unhandled).await.0, DeliveryStatus::Unhandled);
+
+    // Claims hand each job out once, under a lease, counting an attempt.
+    let claimed = claim_n(s, 2, 60_000).await;
+    assert_eq!(claimed.len(), 2, "both jobs are due");
+    assert!(
+        claimed
+            .iter()
+            .all(|j| j.attempt == 1 && j.delivery.id == id)
+    );
+    assert!(
+        s.claim(10, 60_000, now()).await.unwrap().is_empty(),
+        "leased jobs are not handed out twice"
+    );
+    assert_eq!(status_of(s, id).await.0, DeliveryStatus::Dispatched);
+
+    // One succeeds, one fails and is retried later.
+    let (a, b) = if claimed[0].handler == "a" {
+        (&claimed[0], &claimed[1])
+    } else {
+        (&claimed[1], &claimed[0])
+    };
+    s.finish(a.id, JobResult::Succeeded, now()).await.unwrap();
+    let retry_at = now() + 150;
+    s.finish(
+        b.id,
+        JobResult::Failed {
+            error: "boom".into(),
+            retry_at_ms: Some(retry_at),
+        },
+        now(),
+    )
+    .await
+    .unwrap();
+    let (status, jobs) = status_of(s, id).await;
+    assert_eq!(status, DeliveryStatus::Dispatched);
+    assert_eq!(
+        jobs,
+        [
+            ("a".into(), JobStatus::Succeeded, 1),
+            ("b".into(), JobStatus::Retrying, 1)
+        ]
+    );
+    let (summary, _) = s.get(id).await.unwrap().unwrap();
+    assert_eq!(summary.handlers[1].last_error.as_deref(), Some("boom"));
+    assert!(summary.handlers[1].next_attempt_at_ms.is_some());
+    assert!(
+        s.claim(10, 60_000, now()).await.unwrap().is_empty(),
+        "not before its time"
+    );
+    let next = s.next_due().await.unwrap().expect("a retry is due later");
+    assert!(next > now() - 1_000, "next due is about now + 150 ms");
+
+    // Due again: claimed as attempt 2; the succeeded sibling is never handed out again.
+    let again = claim_n(s, 1, 60_000).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].handler.as_str(), again[0].attempt), ("b", 2));
+    s.finish(
+        again[0].id,
+        JobResult::Failed {
+            error: "still".into(),
+            retry_at_ms: None,
+        },
+        now(),
+    )
+    .await
+    .unwrap();
+    let (status, jobs) = status_of(s, id).await;
+    assert_eq!(status, DeliveryStatus::Dead);
+    assert_eq!(jobs[1], ("b".into(), JobStatus::Dead, 2));
+
+    // An expired lease (a crashed worker) makes the job claimable again.
+    let Ingest::Stored { id: crashed, .. } =
+        s.ingest(delivery(&unique("crash"), &["c"])).await.unwrap()
+    else {
+        panic!()
+    };
+    let first = claim_n(s, 1, 100).await;
+    assert_eq!(first.len(), 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = claim_n(s, 1, 60_000).await;
+    assert_eq!(second.len(), 1, "the lease ran out");
+    assert_eq!((second[0].id, second[0].attempt), (first[0].id, 2));
+    s.finish(second[0].id, JobResult::Succeeded, now())
+        .await
+        .unwrap();
+    assert_eq!(status_of(s, crashed).await.0, DeliveryStatus::Acknowledged);
+
+    // A job created already claimed (ack = "handled") is not handed to a worker during its lease.
+    let mut inline = delivery(&unique("inline"), &["h"]);
+    inline.jobs[0].claimed_for_ms = Some(60_000);
+    let Ingest::Stored {
+        id: inline_id,
+        jobs,
+    } = s.ingest(inline).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        status_of(s, inline_id).await,
+        (
+            DeliveryStatus::Dispatched,
+            vec![("h".into(), JobStatus::Running, 1)]
+        )
+    );
+    assert!(s.claim(10, 60_000, now()).await.unwrap().is_empty());
+    s.finish(jobs[0], JobResult::Succeeded, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        status_of(s, inline_id).await.0,
+        DeliveryStatus::Acknowledged
+    );
+
+    // Listing: newest first, filters, paging.
+    let all = s
+        .list(&DeliveryQuery {
+            limit: 100,
+            ..DeliveryQuery::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<i64> = all.iter().map(|d| d.id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted, "newest first");
+    assert!(ids.contains(&id) && ids.contains(&unhandled));
+    let dead = s
+        .list(&DeliveryQuery {
+            status: Some(DeliveryStatus::Dead),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.iter().map(|d| d.id).collect::<Vec<_>>(), [id]);
+    let page = s
+        .list(&DeliveryQuery {
+            limit: 1,
+            before: Some(ids[0]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].id, ids[1]);
+    let by_id = s
+        .list(&DeliveryQuery {
+            delivery_id: Some(key.clone()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_id.len(), 1);
+    let none = s
+        .list(&DeliveryQuery {
+            endpoint: Some("/elsewhere".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert!(s.get(i64::MAX).await.unwrap().is_none());
+
+    // Fifty identical deliveries at once: one stored, forty-nine duplicates.
+    let same = unique("same");
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (store, same) = (store.clone(), same.clone());
+            tokio::spawn(async move { store.ingest(delivery(&same, &["x"])).await.unwrap() })
+        })
+        .collect();
+    let mut stored = 0;
+    for task in tasks {
+        if matches!(task.await.unwrap(), Ingest::Stored { .. }) {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1);
+    let listed = s
+        .list(&DeliveryQuery {
+            delivery_id: Some(same),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].handlers.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store() {
+    suite(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_store() {
+    let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_suite")));
+    let store = SqliteStore::open(&format!("sqlite:{}", path.display())).unwrap();
+    suite(Arc::new(store)).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+/// The PostgreSQL URL for tests, or `None` after saying the test is skipped.
+pub fn postgres_url(test: &str) -> Option<String> {
+    match std::env::var("HOOKSMITH_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipped {test}: HOOKSMITH_TEST_POSTGRES_URL is not set");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store() {
+    let Some(url) = postgres_url("postgres_store") else {
+        return;
+    };
+    let schema = unique("hs_suite");
+    let store = PostgresStore::open(&url, Some(&schema)).unwrap();
+    suite(Arc::new(store)).await;
+    drop_schema(&url, &schema).await;
+}
+
+/// Removes a test's schema.
+pub async fn drop_schema(url: &str, schema: &str) {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_store_error_not_a_hang() {
+    let store = PostgresStore::open("postgres://postgres@127.0.0.1:1/none", None).unwrap();
+    let started = std::time::Instant::now();
+    assert!(store.ingest(delivery("k", &["a"])).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let store = SqliteStore::open("sqlite:/nonexistent-dir/for/sure/hooksmith.db").unwrap();
+    assert!(store.ingest(delivery("k", &["a"])).await.is_err());
+}
+
+mod through_the_app {
+    use hooksmith::{Delivery, State, webhook};
+    use hooksmith_tests::{ADMIN_TOKEN, Harness, handler};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Runs(Arc<std::sync::Mutex<Vec<String>>>);
+
+    #[webhook(
+        path = "/durable",
+        sig = "none",
+        id_header = "x-id",
+        retry(max = 1, backoff = "10ms")
+    )]
+    async fn durable(d: Delivery, runs: State<Runs>) -> hooksmith::Result {
+        runs.0.0.lock().unwrap().push(d.id().to_owned());
+        if d.id().starts_with("fail") {
+            return Err(hooksmith::HandlerError::new("refused"));
+        }
+        Ok(())
+    }
+
+    fn app(store: impl Store) -> (Harness, Runs) {
+        let runs = Runs::default();
+        let app = hooksmith::App::builder()
+            .ignore_env()
+            .store(store)
+            .state(runs.clone())
+            .admin_token(ADMIN_TOKEN)
+            .build()
+            .unwrap();
+        (Harness::new(app), runs)
+    }
+
+    async fn post(h: &Harness, id: &str) -> hooksmith_tests::Reply {
+        h.request("POST", "/durable", &[("x-id", id.to_owned())], "{}")
+            .await
+    }
+
+    async fn deliver_and_run(h: &Harness, runs: &Runs) {
+        for id in ["ok-1", "ok-2", "fail-1"] {
+            assert_eq!(post(h, id).await.status, 204);
+        }
+        assert_eq!(
+            post(h, "ok-1").await.status,
+            204,
+            "a duplicate is acknowledged"
+        );
+        let ok = h.wait_for_status("/durable", "ok-1", "acknowledged").await;
+        assert_eq!(handler(&ok, "durable")["attempts"], 1);
+        h.wait_for_status("/durable", "ok-2", "acknowledged").await;
+        let failed = h.wait_for_status("/durable", "fail-1", "dead").await;
+        assert_eq!(handler(&failed, "durable")["attempts"], 2);
+        assert_eq!(handler(&failed, "durable")["last_error"], "refused");
+        let runs = runs.0.lock().unwrap().clone();
+        assert_eq!(runs.iter().filter(|r| *r == "ok-1").count(), 1);
+        assert_eq!(runs.iter().filter(|r| *r == "fail-1").count(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_app_runs_on_sqlite() {
+        let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_app")));
+        let (h, runs) = app(SqliteStore::open(&format!("sqlite:{}", path.display())).unwrap());
+        deliver_and_run(&h, &runs).await;
+        // The body comes back byte-exact from the file.
+        let list = h.deliveries("/durable").await;
+        let detail = h
+            .admin(&format!("/admin/deliveries/{}", list[0]["id"]))
+            .await;
+        assert_eq!(detail["body"], "{}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_app_runs_on_postgres() {
+        let Some(url) = postgres_url("the_app_runs_on_postgres") else {
+            return;
+        };
+        let schema = unique("hs_app");
+        let (h, runs) = app(PostgresStore::open(&url, Some(&schema)).unwrap());
+        deliver_and_run(&h, &runs).await;
+        drop(h);
+        drop_schema(&url, &schema).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_unreachable_database_answers_503_with_retry_after_and_never_2xx() {
+        let (h, runs) =
+            app(PostgresStore::open("postgres://postgres@127.0.0.1:1/none", None).unwrap());
+        let reply = post(&h, "lost-1").await;
+        assert_eq!(reply.status, 503);
+        assert!(reply.headers.contains_key("retry-after"));
+        assert!(runs.0.lock().unwrap().is_empty());
+    }
+}
