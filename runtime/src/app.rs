@@ -203,8 +203,17 @@ impl AppBuilder {
     }
 
     /// Reads `HOOKSMITH_ADDR`, `HOOKSMITH_STORE` (default [`DEFAULT_STORE`]),
-    /// `HOOKSMITH_ADMIN_TOKEN`, `HOOKSMITH_DISABLED` and `HOOKSMITH_PUBLIC_URL`.
+    /// `HOOKSMITH_ADMIN_TOKEN`, `HOOKSMITH_DISABLED`, `HOOKSMITH_PUBLIC_URL` and
+    /// `HOOKSMITH_LEASE_MS`.
     pub fn from_env(mut self) -> Result<Self, Error> {
+        if let Some(lease) = self.lookup("HOOKSMITH_LEASE_MS") {
+            let ms: i64 = lease.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
+                Error::Config(vec![format!(
+                    "HOOKSMITH_LEASE_MS=`{lease}` is not a positive number of milliseconds"
+                )])
+            })?;
+            self.config.lease_ms = ms;
+        }
         if let Some(url) = self
             .lookup("HOOKSMITH_PUBLIC_URL")
             .filter(|u| !u.is_empty())

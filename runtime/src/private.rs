@@ -47,6 +47,8 @@ pub struct Registration {
     pub ack: Ack,
     /// The retry policy.
     pub retry: Retry,
+    /// How long one run may take, in milliseconds (`None`: five minutes).
+    pub timeout_ms: Option<u64>,
     /// The invocation.
     pub run: RunFn,
     /// The startup check of its extractors.

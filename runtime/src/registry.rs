@@ -17,6 +17,8 @@ use crate::spec::{Ack, Endpoint, Retry};
 
 /// The default body limit when neither the endpoint nor its scheme sets one.
 pub(crate) const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+/// How long a handler run may take before it is abandoned and retried, in milliseconds.
+pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 5 * 60 * 1000;
 /// The default timestamp tolerance, in seconds.
 pub(crate) const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
@@ -44,6 +46,7 @@ pub(crate) struct HandlerRt {
     pub(crate) filter: Option<Compiled>,
     pub(crate) ack: Ack,
     pub(crate) retry: Retry,
+    pub(crate) timeout_ms: u64,
     pub(crate) run: RunFn,
 }
 
@@ -442,6 +445,7 @@ fn endpoint(
             filter,
             ack: r.ack,
             retry: r.retry,
+            timeout_ms: r.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
             run: r.run,
         }));
     }

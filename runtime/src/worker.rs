@@ -146,10 +146,7 @@ pub(crate) async fn run_once(
         handler: handler.name,
         state: shared.state.clone(),
     };
-    let outcome = match tokio::spawn((handler.run)(cx)).await {
-        Ok(outcome) => outcome,
-        Err(join) => Outcome::failed(HandlerError::from_join(join)),
-    };
+    let outcome = run_with_lease(shared, handler, cx, job).await;
     let result = match &outcome.result {
         Ok(()) => {
             tracing::info!(target: "hooksmith::handler", "handler succeeded");
@@ -196,5 +193,44 @@ async fn finish(shared: &Arc<Shared>, job: i64, result: JobResult) {
     }
     if retry {
         shared.wake_workers();
+    }
+}
+
+/// Runs the handler in its own task (a panic becomes a failure), renewing the job's lease while it
+/// runs and giving up on it after the handler's timeout, which frees the worker slot.
+async fn run_with_lease(
+    shared: &Arc<Shared>,
+    handler: &HandlerRt,
+    cx: Context,
+    job: i64,
+) -> Outcome {
+    let mut task = tokio::spawn((handler.run)(cx));
+    let lease = shared.config.lease_ms;
+    let mut renew = tokio::time::interval(Duration::from_millis((lease / 3).max(1).unsigned_abs()));
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renew.tick().await;
+    let deadline = tokio::time::sleep(Duration::from_millis(handler.timeout_ms));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            joined = &mut task => {
+                return match joined {
+                    Ok(outcome) => outcome,
+                    Err(join) => Outcome::failed(HandlerError::from_join(join)),
+                };
+            }
+            () = &mut deadline => {
+                task.abort();
+                return Outcome::failed(HandlerError::new(format!(
+                    "handler timed out after {} ms",
+                    handler.timeout_ms
+                )));
+            }
+            _ = renew.tick() => {
+                if let Err(error) = shared.store.renew(job, lease, shared.clock.now_ms()).await {
+                    tracing::warn!(target: "hooksmith::worker", job, %error, "renewing a lease failed");
+                }
+            }
+        }
     }
 }

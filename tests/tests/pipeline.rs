@@ -121,6 +121,13 @@ async fn open_endpoint(runs: State<Runs>, delivery: Delivery) {
     runs.record(format!("open:{}", delivery.event()));
 }
 
+#[webhook(endpoint = HOOKS, event = "slow", timeout = "50ms", retry(max = 0))]
+async fn too_slow(runs: State<Runs>) {
+    runs.record("too_slow started");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    runs.record("too_slow finished");
+}
+
 /// The mission's own example, verbatim.
 #[webhook(path = "/hooks/github", sig = "hmac-sha256", filter(action = "opened"))]
 async fn mission_example(runs: State<Runs>, delivery: Delivery) {
@@ -534,4 +541,26 @@ async fn the_router_merges_into_an_existing_app_with_its_own_routes_and_layers()
     assert_eq!(hook.headers()["x-app"], "mine");
     let delivery = h.deliveries("/t/open").await;
     assert_eq!(delivery.len(), 1);
+}
+
+#[tokio::test]
+async fn a_handler_past_its_timeout_is_abandoned_and_frees_its_worker() {
+    let runs = Runs::default();
+    let h = app_with(&runs, |b| b.concurrency(1));
+    assert_eq!(
+        send(&h, serde_json::json!({"type": "slow", "id": "t-1"})).await,
+        204
+    );
+    let delivery = h.wait_for_status("/t/hooks", "t-1", "dead").await;
+    assert_eq!(
+        handler(&delivery, "too_slow")["last_error"],
+        "handler timed out after 50 ms"
+    );
+    // With one worker slot, the next delivery runs only if the slot was freed.
+    assert_eq!(
+        send(&h, serde_json::json!({"type": "flaky", "id": "t-2"})).await,
+        204
+    );
+    h.wait_for_status("/t/hooks", "t-2", "acknowledged").await;
+    assert_eq!(runs.count("too_slow finished"), 0);
 }

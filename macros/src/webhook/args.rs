@@ -23,6 +23,7 @@ pub(crate) mod kw {
     pub(crate) const FILTER: &str = "filter";
     pub(crate) const ACK: &str = "ack";
     pub(crate) const RETRY: &str = "retry";
+    pub(crate) const TIMEOUT: &str = "timeout";
     pub(crate) const MAX_BODY: &str = "max_body";
     pub(crate) const TOLERANCE: &str = "tolerance";
     pub(crate) const METHODS: &str = "methods";
@@ -45,6 +46,7 @@ pub(crate) mod kw {
         FILTER,
         ACK,
         RETRY,
+        TIMEOUT,
         MAX_BODY,
         TOLERANCE,
         METHODS,
@@ -142,6 +144,7 @@ pub(crate) struct Args {
     pub(crate) filter: Option<(Span, Vec<Predicate>)>,
     pub(crate) ack: Option<LitStr>,
     pub(crate) retry: Option<(Span, RetryArgs)>,
+    pub(crate) timeout: Option<LitStr>,
     pub(crate) max_body: Option<LitInt>,
     pub(crate) tolerance: Option<LitInt>,
     pub(crate) methods: Option<(Span, Vec<LitStr>)>,
@@ -247,6 +250,7 @@ impl Args {
                 meta.parse_nested_meta(|inner| parse_retry_key(&mut retry, &inner))?;
                 set(&mut self.retry, (span, retry), meta, key)?;
             }
+            kw::TIMEOUT => set(&mut self.timeout, meta.value()?.parse()?, meta, key)?,
             kw::MAX_BODY => set(&mut self.max_body, meta.value()?.parse()?, meta, key)?,
             kw::TOLERANCE => set(&mut self.tolerance, meta.value()?.parse()?, meta, key)?,
             kw::METHODS => set(

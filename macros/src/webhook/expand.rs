@@ -86,6 +86,10 @@ pub(crate) fn expand(function: &syn::ItemFn, valid: &Valid<'_>) -> TokenStream {
             quote!(#p::Retry { max: #max, backoff_ms: #backoff, factor: #factor, max_delay_ms: #max_delay })
         }
     };
+    let timeout = match valid.timeout_ms {
+        Some(ms) => quote!(#p::Some(#ms)),
+        None => quote!(#p::None),
+    };
     let file = quote_spanned!(ident.span()=> #p::file!());
     let line = quote_spanned!(ident.span()=> #p::line!());
     let name = ident.to_string();
@@ -126,6 +130,7 @@ pub(crate) fn expand(function: &syn::ItemFn, valid: &Valid<'_>) -> TokenStream {
                     filter: #filter,
                     ack: #ack,
                     retry: #retry,
+                    timeout_ms: #timeout,
                     run: __hooksmith_run,
                     check: __hooksmith_check,
                 };

@@ -48,6 +48,7 @@ pub(crate) struct Valid<'a> {
     pub(crate) filter: Option<&'a [Predicate]>,
     pub(crate) handled: bool,
     pub(crate) retry: Option<RetryModel>,
+    pub(crate) timeout_ms: Option<u64>,
 }
 
 #[derive(Default)]
@@ -84,6 +85,7 @@ pub(crate) fn validate<'a>(args: &'a Args, handler: &'a Handler) -> syn::Result<
         filter,
         ack,
         retry,
+        timeout,
         max_body,
         tolerance,
         methods,
@@ -189,6 +191,17 @@ pub(crate) fn validate<'a>(args: &'a Args, handler: &'a Handler) -> syn::Result<
         }
     });
 
+    let timeout_ms = timeout
+        .as_ref()
+        .map(|lit| duration(&mut errors, Some(lit), 0))
+        .filter(|ms| *ms > 0);
+    if let Some(lit) = timeout
+        && timeout_ms.is_none()
+        && grammar::parse_duration_ms(&lit.value()).is_ok()
+    {
+        errors.at(lit.span(), "`timeout` must be longer than zero");
+    }
+
     match errors.0 {
         Some(error) => Err(error),
         None => Ok(Valid {
@@ -198,6 +211,7 @@ pub(crate) fn validate<'a>(args: &'a Args, handler: &'a Handler) -> syn::Result<
             filter: filter.as_ref().map(|(_, p)| p.as_slice()),
             handled,
             retry,
+            timeout_ms,
         }),
     }
 }

@@ -252,6 +252,24 @@ impl Store for MemoryStore {
         })
     }
 
+    fn renew(&self, id: i64, lease_ms: i64, now_ms: i64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut inner = self.lock()?;
+            let until = now_ms.saturating_add(lease_ms);
+            let Some(job) = inner.jobs.get_mut(&id) else {
+                return Ok(());
+            };
+            if job.status != JobStatus::Running {
+                return Ok(());
+            }
+            let old = (job.lease_until, id);
+            job.lease_until = until;
+            inner.leased.remove(&old);
+            inner.leased.insert((until, id));
+            Ok(())
+        })
+    }
+
     fn list<'a>(&'a self, query: &'a DeliveryQuery) -> StoreFuture<'a, Vec<DeliverySummary>> {
         Box::pin(async move {
             let inner = self.lock()?;

@@ -311,6 +311,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Records how a claimed job's run ended.
     fn finish(&self, job: i64, result: JobResult, now_ms: i64) -> StoreFuture<'_, ()>;
 
+    /// Extends a running job's lease to `now + lease_ms`, for handlers that run long.
+    fn renew(&self, job: i64, lease_ms: i64, now_ms: i64) -> StoreFuture<'_, ()>;
+
     /// Lists deliveries, newest first.
     fn list<'a>(&'a self, query: &'a DeliveryQuery) -> StoreFuture<'a, Vec<DeliverySummary>>;
 

@@ -420,6 +420,22 @@ impl Store for PostgresStore {
         })
     }
 
+    fn renew(&self, job: i64, lease_ms: i64, _now_ms: i64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.ready().await?;
+            let renew = format!(
+                "UPDATE hooksmith_jobs SET lease_until_ms = {DB_NOW} + $1 WHERE id = $2 AND status = 'running'"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(renew))
+                .bind(lease_ms)
+                .bind(job)
+                .execute(&self.pool)
+                .await
+                .map_err(error("renewing a lease"))
+                .map(drop)
+        })
+    }
+
     fn list<'a>(&'a self, query: &'a DeliveryQuery) -> StoreFuture<'a, Vec<DeliverySummary>> {
         Box::pin(async move {
             self.ready().await?;

@@ -399,6 +399,19 @@ impl Store for SqliteStore {
         })
     }
 
+    fn renew(&self, job: i64, lease_ms: i64, now_ms: i64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.ready().await?;
+            sqlx::query("UPDATE hooksmith_jobs SET lease_until_ms = ?1 WHERE id = ?2 AND status = 'running'")
+                .bind(now_ms.saturating_add(lease_ms))
+                .bind(job)
+                .execute(&self.pool)
+                .await
+                .map_err(error("renewing a lease"))
+                .map(drop)
+        })
+    }
+
     fn list<'a>(&'a self, query: &'a DeliveryQuery) -> StoreFuture<'a, Vec<DeliverySummary>> {
         Box::pin(async move {
             self.ready().await?;

@@ -1,0 +1,266 @@
+//! `kill -9` loses nothing: an app on SQLite is killed once while it ingests and once while its
+//! handlers run, then started again on the same file. Every delivery answered 204 is stored and
+//! handled, each effect (recorded under its delivery id) exists exactly once, and the database
+//! passes `PRAGMA integrity_check`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+const SECRET: &str = "crash test secret";
+const TOKEN: &str = "crash-admin";
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+struct Instance {
+    child: Child,
+    addr: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(dir: &Path, addr: &str, sleep_ms: u64) -> Instance {
+    let child = Command::new(env!("CARGO_BIN_EXE_effects_app"))
+        .env_clear()
+        .env("HOOKSMITH_ADDR", addr)
+        .env(
+            "HOOKSMITH_STORE",
+            format!("sqlite:{}", dir.join("store.db").display()),
+        )
+        .env("HOOKSMITH_ADMIN_TOKEN", TOKEN)
+        .env("HOOKSMITH_LEASE_MS", "1000")
+        .env("GITHUB_WEBHOOK_SECRET", SECRET)
+        .env(
+            "EFFECTS_URL",
+            format!("sqlite:{}?mode=rwc", dir.join("effects.db").display()),
+        )
+        .env("HANDLER_SLEEP_MS", sleep_ms.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the test app starts");
+    Instance {
+        child,
+        addr: addr.to_owned(),
+    }
+}
+
+async fn wait_healthy(client: &HttpClient, addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let request = http::Request::get(format!("http://{addr}/healthz"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        if let Ok(Ok(response)) =
+            tokio::time::timeout(Duration::from_secs(1), client.request(request)).await
+        {
+            if response.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the app at {addr} never became healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn push_body(id: &str) -> Vec<u8> {
+    serde_json::json!({"ref": "refs/heads/main", "after": id, "commits": [{"id": id}]})
+        .to_string()
+        .into_bytes()
+}
+
+/// Sends one signed `push`; `Some(status)` when an answer came back.
+async fn send(client: &HttpClient, addr: &str, id: &str) -> Option<u16> {
+    let body = push_body(id);
+    let input = hooksmith::testing::SignInput {
+        body: &body,
+        timestamp: 0,
+        id,
+        url: "",
+        content_type: None,
+    };
+    let signature = hooksmith::testing::sign(
+        "github",
+        &hooksmith::testing::Params::default(),
+        SECRET,
+        &input,
+    )
+    .unwrap();
+    let mut request = http::Request::post(format!("http://{addr}/hooks/github"))
+        .header("x-github-event", "push")
+        .header("x-github-delivery", id)
+        .header("content-type", "application/json");
+    for (name, value) in signature {
+        request = request.header(name, value);
+    }
+    let request = request.body(Full::new(Bytes::from(body))).unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), client.request(request)).await {
+        Ok(Ok(response)) => Some(response.status().as_u16()),
+        _ => None,
+    }
+}
+
+/// Sends `ids` with 16 in flight; returns those answered 204. Kills the instance once `kill_after`
+/// have been answered 204.
+async fn send_all(
+    client: &HttpClient,
+    instance: &mut Instance,
+    ids: &[String],
+    kill_after: Option<usize>,
+) -> BTreeSet<String> {
+    let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
+    let queue = Arc::new(Mutex::new(ids.to_vec()));
+    let mut senders = Vec::new();
+    for _ in 0..16 {
+        let (client, queue, acknowledged, addr) = (
+            client.clone(),
+            queue.clone(),
+            acknowledged.clone(),
+            instance.addr.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            loop {
+                let Some(id) = queue.lock().unwrap().pop() else {
+                    return;
+                };
+                if send(&client, &addr, &id).await == Some(204) {
+                    acknowledged.lock().unwrap().insert(id);
+                }
+            }
+        }));
+    }
+    if let Some(after) = kill_after {
+        while acknowledged.lock().unwrap().len() < after && senders.iter().any(|s| !s.is_finished())
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        instance.child.kill().unwrap();
+        instance.child.wait().unwrap();
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    acknowledged
+}
+
+async fn admin_status(client: &HttpClient, addr: &str, id: &str) -> Option<String> {
+    let request = http::Request::get(format!("http://{addr}/admin/deliveries?delivery_id={id}"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let body = client
+        .request(request)
+        .await
+        .ok()?
+        .into_body()
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
+    let list: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    list[0]["status"].as_str().map(str::to_owned)
+}
+
+async fn query_sqlite(path: &Path, sql: &'static str) -> Vec<String> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+    pool.close().await;
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_during_ingestion_and_handling_loses_nothing() {
+    let dir: PathBuf = std::env::temp_dir().join(format!("hooksmith-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let ids: Vec<String> = (0..300).map(|i| format!("d-{i:04}")).collect();
+
+    // 1. Killed while ingesting: after 100 deliveries were answered 204.
+    let mut app = start(&dir, &addr, 20);
+    wait_healthy(&client, &addr).await;
+    let mut acknowledged = send_all(&client, &mut app, &ids, Some(100)).await;
+    assert!(
+        acknowledged.len() >= 100,
+        "{} answered before the kill",
+        acknowledged.len()
+    );
+
+    // 2. Started again; the sender retries what was not acknowledged, as providers do; killed
+    //    again as soon as the last answer arrives, while handlers (50 ms each) are still running.
+    let mut app = start(&dir, &addr, 50);
+    wait_healthy(&client, &addr).await;
+    let rest: Vec<String> = ids
+        .iter()
+        .filter(|id| !acknowledged.contains(*id))
+        .cloned()
+        .collect();
+    acknowledged.extend(send_all(&client, &mut app, &rest, None).await);
+    assert_eq!(
+        acknowledged.len(),
+        ids.len(),
+        "every delivery was acknowledged once the app was up"
+    );
+    app.child.kill().unwrap();
+    app.child.wait().unwrap();
+
+    // 3. Started once more: leases of the killed runs expire and the jobs finish.
+    let mut app = start(&dir, &addr, 0);
+    wait_healthy(&client, &addr).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in &acknowledged {
+        loop {
+            match admin_status(&client, &addr, id).await.as_deref() {
+                Some("acknowledged") => break,
+                other => assert!(Instant::now() < deadline, "{id} is {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    app.child.kill().unwrap();
+    app.child.wait().unwrap();
+
+    // Every acknowledged delivery has its effect, exactly once.
+    let effects: Vec<String> = query_sqlite(
+        &dir.join("effects.db"),
+        "SELECT delivery_id FROM effects ORDER BY delivery_id",
+    )
+    .await;
+    let unique: BTreeSet<String> = effects.iter().cloned().collect();
+    assert_eq!(unique.len(), effects.len(), "an effect was recorded twice");
+    assert_eq!(
+        unique, acknowledged,
+        "an acknowledged delivery has no effect"
+    );
+    let runs = query_sqlite(&dir.join("effects.db"), "SELECT delivery_id FROM runs").await;
+    eprintln!(
+        "crash test: {} deliveries acknowledged, {} handler runs (at least once: {} re-runs after kills)",
+        acknowledged.len(),
+        runs.len(),
+        runs.len() - effects.len()
+    );
+    let integrity = query_sqlite(&dir.join("store.db"), "PRAGMA integrity_check").await;
+    assert_eq!(integrity, ["ok"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
