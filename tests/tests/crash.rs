@@ -65,12 +65,9 @@ async fn wait_healthy(client: &HttpClient, addr: &str) {
         let request = http::Request::get(format!("http://{addr}/healthz"))
             .body(Full::new(Bytes::new()))
             .unwrap();
-        if let Ok(Ok(response)) =
-            tokio::time::timeout(Duration::from_secs(1), client.request(request)).await
-        {
-            if response.status() == 200 {
-                return;
-            }
+        let probe = tokio::time::timeout(Duration::from_secs(1), client.request(request)).await;
+        if matches!(probe, Ok(Ok(ref response)) if response.status() == 200) {
+            return;
         }
         assert!(
             Instant::now() < deadline,
@@ -157,8 +154,7 @@ async fn send_all(
     for sender in senders {
         sender.await.unwrap();
     }
-    let acknowledged = acknowledged.lock().unwrap().clone();
-    acknowledged
+    acknowledged.lock().unwrap().clone()
 }
 
 async fn admin_status(client: &HttpClient, addr: &str, id: &str) -> Option<String> {
