@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+pub mod process;
+
 /// The README's code, compiled as a doctest.
 #[doc = include_str!("../../README.md")]
 mod readme {}

@@ -10,27 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hooksmith_tests::process::{HttpClient, client, free_port, push_body, send_push, wait_healthy};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 const SECRET: &str = "crash test secret";
 const TOKEN: &str = "crash-admin";
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
 struct Instance {
     child: Child,
     addr: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start(dir: &Path, addr: &str, sleep_ms: u64) -> Instance {
@@ -59,59 +47,8 @@ fn start(dir: &Path, addr: &str, sleep_ms: u64) -> Instance {
     }
 }
 
-async fn wait_healthy(client: &HttpClient, addr: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let request = http::Request::get(format!("http://{addr}/healthz"))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let probe = tokio::time::timeout(Duration::from_secs(1), client.request(request)).await;
-        if matches!(probe, Ok(Ok(ref response)) if response.status() == 200) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the app at {addr} never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn push_body(id: &str) -> Vec<u8> {
-    serde_json::json!({"ref": "refs/heads/main", "after": id, "commits": [{"id": id}]})
-        .to_string()
-        .into_bytes()
-}
-
-/// Sends one signed `push`; `Some(status)` when an answer came back.
 async fn send(client: &HttpClient, addr: &str, id: &str) -> Option<u16> {
-    let body = push_body(id);
-    let input = hooksmith::testing::SignInput {
-        body: &body,
-        timestamp: 0,
-        id,
-        url: "",
-        content_type: None,
-    };
-    let signature = hooksmith::testing::sign(
-        "github",
-        &hooksmith::testing::Params::default(),
-        SECRET,
-        &input,
-    )
-    .unwrap();
-    let mut request = http::Request::post(format!("http://{addr}/hooks/github"))
-        .header("x-github-event", "push")
-        .header("x-github-delivery", id)
-        .header("content-type", "application/json");
-    for (name, value) in signature {
-        request = request.header(name, value);
-    }
-    let request = request.body(Full::new(Bytes::from(body))).unwrap();
-    match tokio::time::timeout(Duration::from_secs(5), client.request(request)).await {
-        Ok(Ok(response)) => Some(response.status().as_u16()),
-        _ => None,
-    }
+    send_push(client, addr, SECRET, id, &push_body(id)).await
 }
 
 /// Sends `ids` with 16 in flight; returns those answered 204. Kills the instance once `kill_after`
@@ -189,7 +126,7 @@ async fn kill_9_during_ingestion_and_handling_loses_nothing() {
     let dir: PathBuf = std::env::temp_dir().join(format!("hooksmith-crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client = client();
     let addr = format!("127.0.0.1:{}", free_port());
     let ids: Vec<String> = (0..300).map(|i| format!("d-{i:04}")).collect();
 

@@ -68,7 +68,15 @@ async fn run(pool: AnyPool) -> anyhow::Result<()> {
         "CREATE TABLE IF NOT EXISTS effects (delivery_id TEXT PRIMARY KEY)",
         "CREATE TABLE IF NOT EXISTS runs (delivery_id TEXT NOT NULL, instance TEXT NOT NULL)",
     ] {
-        sqlx::query(statement).execute(&pool).await?;
+        // Instances starting together race on CREATE TABLE IF NOT EXISTS in PostgreSQL; the
+        // loser's error is harmless, so try again.
+        for attempt in 0.. {
+            match sqlx::query(statement).execute(&pool).await {
+                Ok(_) => break,
+                Err(_) if attempt < 5 => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
     let effects = Effects {
         pool,
