@@ -57,7 +57,7 @@ async fn three_instances_share_one_database() {
     let addrs: Vec<String> = (0..3)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
-    let mut children = vec![
+    let mut children = [
         start(&url, "A", &addrs[0], 2),
         start(&url, "B", &addrs[1], 2),
         start(&url, "C", &addrs[2], 3_000),
