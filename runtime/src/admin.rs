@@ -7,14 +7,15 @@ use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine as _;
-use http::{StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::app::Shared;
-use crate::store::{DeliveryQuery, DeliveryStatus, DeliverySummary};
+use crate::store::{DeliveryQuery, DeliveryStatus, DeliverySummary, NewJob};
+use crate::{pipeline, routing, worker};
 
 /// The most deliveries one list request returns.
 pub const MAX_LIST_LIMIT: usize = 10_000;
@@ -23,6 +24,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/admin/deliveries", get(list))
         .route("/admin/deliveries/{id}", get(show))
+        .route("/admin/deliveries/{id}/replay", post(replay))
+        .route("/admin/dead", get(dead))
+        .route("/admin/dead/replay", post(requeue_dead))
         .route_layer(middleware::from_fn_with_state(shared.clone(), authorize))
         .with_state(shared)
 }
@@ -114,6 +118,157 @@ async fn show(State(shared): State<Arc<Shared>>, Path(id): Path<i64>) -> Respons
         })
         .into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, "no such delivery\n").into_response(),
+        Err(error) => unavailable(&error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ReplayParams {
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ReplayReport {
+    success: bool,
+    handlers: Vec<HandlerReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct HandlerReport {
+    name: &'static str,
+    success: bool,
+    error: Option<String>,
+}
+
+/// Re-runs a delivery's handlers now, routing it again with today's handlers and filters, and
+/// reports per handler (seed 003's `replay_event`). The idempotency key is not consulted: a
+/// replay is deliberate.
+async fn replay(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<i64>,
+    Query(params): Query<ReplayParams>,
+) -> Response {
+    let (summary, record) = match shared.store.get(id).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such delivery\n").into_response(),
+        Err(error) => return unavailable(&error),
+    };
+    if summary.status == DeliveryStatus::Acknowledged && !params.force {
+        return (
+            StatusCode::CONFLICT,
+            "this delivery was acknowledged by every handler; replay it again with `?force=true`\n",
+        )
+            .into_response();
+    }
+    let Some(endpoint) = shared.endpoints.iter().find(|e| e.path == record.endpoint) else {
+        return (
+            StatusCode::CONFLICT,
+            "the delivery's endpoint is no longer mounted\n",
+        )
+            .into_response();
+    };
+    let mut headers = HeaderMap::new();
+    for (name, value) in &record.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let payload = routing::payload(&record.body, content_type);
+    let Ok(fields) = routing::extract(&payload, &endpoint.plan) else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the stored body no longer parses\n",
+        )
+            .into_response();
+    };
+    let matched: Vec<_> = endpoint
+        .handlers
+        .iter()
+        .filter(|h| pipeline::handler_matches(h, &record.event, &fields, &headers))
+        .cloned()
+        .collect();
+    drop(fields);
+    let jobs = matched
+        .iter()
+        .map(|h| NewJob {
+            handler: h.name.to_owned(),
+            max_attempts: h.retry.max.saturating_add(1),
+            claimed_for_ms: Some(shared.config.lease_ms),
+        })
+        .collect();
+    let ids = match shared
+        .store
+        .replay(id, jobs, shared.config.lease_ms, shared.clock.now_ms())
+        .await
+    {
+        Ok(ids) => ids,
+        Err(error) => return unavailable(&error),
+    };
+    let mut handlers = Vec::with_capacity(matched.len());
+    for (handler, job) in matched.iter().zip(ids) {
+        let outcome = worker::run_once(&shared, handler, record.clone(), job, 1).await;
+        handlers.push(HandlerReport {
+            name: handler.name,
+            success: outcome.result.is_ok(),
+            error: outcome.result.err().map(|e| e.message().to_owned()),
+        });
+    }
+    tracing::info!(target: "hooksmith::admin", delivery = id, handlers = handlers.len(), "replayed");
+    axum::Json(ReplayReport {
+        success: handlers.iter().all(|h| h.success),
+        handlers,
+    })
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct DeadParams {
+    limit: Option<usize>,
+    before: Option<i64>,
+}
+
+/// Deliveries with a dead handler job, newest first.
+async fn dead(State(shared): State<Arc<Shared>>, Query(params): Query<DeadParams>) -> Response {
+    let query = DeliveryQuery {
+        status: Some(DeliveryStatus::Dead),
+        before: params.before,
+        limit: params.limit.unwrap_or(100).min(MAX_LIST_LIMIT),
+        ..DeliveryQuery::default()
+    };
+    match shared.store.list(&query).await {
+        Ok(list) => axum::Json(list.into_iter().map(view).collect::<Vec<_>>()).into_response(),
+        Err(error) => unavailable(&error),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Requeued {
+    requeued: u64,
+}
+
+/// Puts dead jobs back in the queue with a fresh retry budget (at most `limit`, default all up to
+/// 10,000); the workers run them.
+async fn requeue_dead(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Query<DeadParams>,
+) -> Response {
+    let limit = params.limit.unwrap_or(MAX_LIST_LIMIT).min(MAX_LIST_LIMIT);
+    match shared
+        .store
+        .requeue_dead(limit, shared.clock.now_ms())
+        .await
+    {
+        Ok(requeued) => {
+            shared.wake_workers();
+            axum::Json(Requeued { requeued }).into_response()
+        }
         Err(error) => unavailable(&error),
     }
 }

@@ -219,7 +219,11 @@ async fn accept(
     Ok(accepted(response, "handled"))
 }
 
-fn read(source: &Source, fields: &[Option<Scalar<'_>>], headers: &HeaderMap) -> Option<String> {
+pub(crate) fn read(
+    source: &Source,
+    fields: &[Option<Scalar<'_>>],
+    headers: &HeaderMap,
+) -> Option<String> {
     match source {
         Source::Header(names) => names
             .iter()
@@ -231,7 +235,7 @@ fn read(source: &Source, fields: &[Option<Scalar<'_>>], headers: &HeaderMap) -> 
     }
 }
 
-fn handler_matches(
+pub(crate) fn handler_matches(
     h: &HandlerRt,
     event: &str,
     fields: &[Option<Scalar<'_>>],

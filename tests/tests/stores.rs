@@ -428,9 +428,76 @@ mod through_the_app {
         let failed = h.wait_for_status("/durable", "fail-1", "dead").await;
         assert_eq!(handler(&failed, "durable")["attempts"], 2);
         assert_eq!(handler(&failed, "durable")["last_error"], "refused");
-        let runs = runs.0.lock().unwrap().clone();
-        assert_eq!(runs.iter().filter(|r| *r == "ok-1").count(), 1);
-        assert_eq!(runs.iter().filter(|r| *r == "fail-1").count(), 2);
+        let count = |id: &str| runs.0.lock().unwrap().iter().filter(|r| *r == id).count();
+        assert_eq!(count("ok-1"), 1);
+        assert_eq!(count("fail-1"), 2);
+
+        // Dead letters: listed, replayed one by one, or requeued in bulk.
+        let auth = [("authorization", format!("Bearer {ADMIN_TOKEN}"))];
+        let dead = h.admin("/admin/dead").await;
+        assert_eq!(dead.as_array().unwrap().len(), 1);
+        assert_eq!(dead[0]["delivery_id"], "fail-1");
+        let replay = h
+            .request(
+                "POST",
+                &format!("/admin/deliveries/{}/replay", failed["id"]),
+                &auth,
+                "",
+            )
+            .await;
+        assert_eq!(replay.status, 200);
+        let report: serde_json::Value = serde_json::from_slice(&replay.body).unwrap();
+        assert_eq!(
+            report,
+            serde_json::json!({"success": false, "handlers": [{"name": "durable", "success": false, "error": "refused"}]})
+        );
+        assert!(count("fail-1") >= 3);
+
+        // An acknowledged delivery is replayed only when forced.
+        let path = format!("/admin/deliveries/{}/replay", ok["id"]);
+        assert_eq!(h.request("POST", &path, &auth, "").await.status, 409);
+        let forced = h
+            .request("POST", &format!("{path}?force=true"), &auth, "")
+            .await;
+        let report: serde_json::Value = serde_json::from_slice(&forced.body).unwrap();
+        assert_eq!(report["success"], true);
+        assert_eq!(
+            count("ok-1"),
+            2,
+            "a replay bypasses de-duplication on purpose"
+        );
+        assert_eq!(
+            h.request("POST", "/admin/deliveries/99999999/replay", &auth, "")
+                .await
+                .status,
+            404
+        );
+        assert_eq!(h.request("POST", &path, &[], "").await.status, 401);
+
+        // Bulk: every dead job back in the queue, with a fresh retry budget. (The replayed run
+        // failed and was retried from the queue; wait for it to be dead again.)
+        h.wait_for_status("/durable", "fail-1", "dead").await;
+        let dead_before = count("fail-1");
+        let requeued = h.request("POST", "/admin/dead/replay", &auth, "").await;
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&requeued.body).unwrap(),
+            serde_json::json!({"requeued": 1})
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while count("fail-1") < dead_before + 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the requeued job never ran twice more"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        h.wait_for_status("/durable", "fail-1", "dead").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_app_runs_in_memory() {
+        let (h, runs) = app(MemoryStore::new());
+        deliver_and_run(&h, &runs).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

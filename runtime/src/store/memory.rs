@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
     ClaimedJob, DeliveryQuery, DeliveryStatus, DeliverySummary, Ingest, JobResult, JobStatus,
-    JobSummary, NewDelivery, Store, StoreError, StoreFuture, StoreInfo, StoredDelivery,
+    JobSummary, NewDelivery, NewJob, Store, StoreError, StoreFuture, StoreInfo, StoredDelivery,
 };
 
 /// A [`Store`] that keeps everything in memory. Not durable: the startup banner says so.
@@ -249,6 +249,87 @@ impl Store for MemoryStore {
                 inner.due.insert(due);
             }
             Ok(())
+        })
+    }
+
+    fn replay(
+        &self,
+        delivery: i64,
+        jobs: Vec<NewJob>,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> StoreFuture<'_, Vec<i64>> {
+        Box::pin(async move {
+            let mut inner = self.lock()?;
+            if !inner.deliveries.contains_key(&delivery) {
+                return Err(StoreError(format!("no delivery {delivery}")));
+            }
+            let until = now_ms.saturating_add(lease_ms);
+            let mut ids = Vec::with_capacity(jobs.len());
+            for new in jobs {
+                let existing = inner.deliveries[&delivery]
+                    .jobs
+                    .iter()
+                    .copied()
+                    .find(|id| inner.jobs.get(id).is_some_and(|j| j.handler == new.handler));
+                let id = match existing {
+                    Some(id) => id,
+                    None => {
+                        let id = inner.id();
+                        inner.jobs.insert(
+                            id,
+                            Job {
+                                delivery,
+                                handler: new.handler.clone(),
+                                status: JobStatus::Pending,
+                                attempts: 0,
+                                max_attempts: new.max_attempts,
+                                last_error: None,
+                                next_at: now_ms,
+                                lease_until: 0,
+                            },
+                        );
+                        if let Some(entry) = inner.deliveries.get_mut(&delivery) {
+                            entry.jobs.push(id);
+                        }
+                        id
+                    }
+                };
+                let Some(job) = inner.jobs.get_mut(&id) else {
+                    continue;
+                };
+                let (old_due, old_lease) = ((job.next_at, id), (job.lease_until, id));
+                job.status = JobStatus::Running;
+                job.attempts = 1;
+                job.lease_until = until;
+                inner.due.remove(&old_due);
+                inner.leased.remove(&old_lease);
+                inner.leased.insert((until, id));
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+    }
+
+    fn requeue_dead(&self, limit: usize, now_ms: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut inner = self.lock()?;
+            let dead: Vec<i64> = inner
+                .jobs
+                .iter()
+                .filter(|(_, j)| j.status == JobStatus::Dead)
+                .map(|(id, _)| *id)
+                .take(limit)
+                .collect();
+            for id in &dead {
+                if let Some(job) = inner.jobs.get_mut(id) {
+                    job.status = JobStatus::Pending;
+                    job.attempts = 0;
+                    job.next_at = now_ms;
+                }
+                inner.due.insert((now_ms, *id));
+            }
+            Ok(dead.len() as u64)
         })
     }
 

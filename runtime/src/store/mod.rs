@@ -314,6 +314,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Extends a running job's lease to `now + lease_ms`, for handlers that run long.
     fn renew(&self, job: i64, lease_ms: i64, now_ms: i64) -> StoreFuture<'_, ()>;
 
+    /// An operator's replay: for each handler given, its job on `delivery` (created if the
+    /// handler is new) is claimed by the caller for `lease_ms`, with a fresh retry budget
+    /// (attempts start again at 1). Returns the job ids, in the order given.
+    fn replay(
+        &self,
+        delivery: i64,
+        jobs: Vec<NewJob>,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> StoreFuture<'_, Vec<i64>>;
+
+    /// Puts up to `limit` dead jobs back in the queue with a fresh retry budget; returns how many.
+    fn requeue_dead(&self, limit: usize, now_ms: i64) -> StoreFuture<'_, u64>;
+
     /// Lists deliveries, newest first.
     fn list<'a>(&'a self, query: &'a DeliveryQuery) -> StoreFuture<'a, Vec<DeliverySummary>>;
 

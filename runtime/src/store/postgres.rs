@@ -16,8 +16,8 @@ use tokio::sync::OnceCell;
 
 use super::sql::{self, DeliveryRow, JobRow, error};
 use super::{
-    ClaimedJob, DeliveryQuery, DeliverySummary, Ingest, JobResult, NewDelivery, Store, StoreError,
-    StoreFuture, StoreInfo, StoredDelivery,
+    ClaimedJob, DeliveryQuery, DeliverySummary, Ingest, JobResult, NewDelivery, NewJob, Store,
+    StoreError, StoreFuture, StoreInfo, StoredDelivery,
 };
 
 /// The database's clock in milliseconds since the Unix epoch.
@@ -417,6 +417,106 @@ impl Store for PostgresStore {
                 .await
                 .map_err(&write)?;
             tx.commit().await.map_err(&write)
+        })
+    }
+
+    fn replay(
+        &self,
+        delivery: i64,
+        jobs: Vec<NewJob>,
+        lease_ms: i64,
+        _now_ms: i64,
+    ) -> StoreFuture<'_, Vec<i64>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let write = error("replaying a delivery");
+            let mut tx = self.pool.begin().await.map_err(&write)?;
+            // Serialises replays of one delivery.
+            sqlx::query("SELECT id FROM hooksmith_deliveries WHERE id = $1 FOR UPDATE")
+                .bind(delivery)
+                .execute(&mut *tx)
+                .await
+                .map_err(&write)?;
+            let mut ids = Vec::with_capacity(jobs.len());
+            for job in &jobs {
+                let existing: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM hooksmith_jobs WHERE delivery = $1 AND handler = $2",
+                )
+                .bind(delivery)
+                .bind(&job.handler)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(&write)?;
+                let id = match existing {
+                    Some(id) => {
+                        let update = format!(
+                            "UPDATE hooksmith_jobs SET status = 'running', attempts = 1, lease_until_ms = {DB_NOW} + $1 WHERE id = $2"
+                        );
+                        sqlx::query(sqlx::AssertSqlSafe(update))
+                            .bind(lease_ms)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(&write)?;
+                        id
+                    }
+                    None => {
+                        let insert = format!(
+                            "INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms)
+                             VALUES ($1, $2, 'running', 1, $3, {DB_NOW}, {DB_NOW} + $4) RETURNING id"
+                        );
+                        sqlx::query_scalar(sqlx::AssertSqlSafe(insert))
+                            .bind(delivery)
+                            .bind(&job.handler)
+                            .bind(i32::try_from(job.max_attempts).unwrap_or(i32::MAX))
+                            .bind(lease_ms)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(&write)?
+                    }
+                };
+                ids.push(id);
+            }
+            let update = format!(
+                "UPDATE hooksmith_deliveries SET status = ({}) WHERE id = $1",
+                sql::status_case("$1")
+            );
+            sqlx::query(sqlx::AssertSqlSafe(update))
+                .bind(delivery)
+                .execute(&mut *tx)
+                .await
+                .map_err(&write)?;
+            tx.commit().await.map_err(&write)?;
+            Ok(ids)
+        })
+    }
+
+    fn requeue_dead(&self, limit: usize, _now_ms: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            self.ready().await?;
+            let write = error("requeueing dead jobs");
+            let mut tx = self.pool.begin().await.map_err(&write)?;
+            let requeue = format!(
+                "UPDATE hooksmith_jobs SET status = 'pending', attempts = 0, next_at_ms = {DB_NOW}
+                 WHERE id IN (SELECT id FROM hooksmith_jobs WHERE status = 'dead' ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+                 RETURNING delivery"
+            );
+            let deliveries: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(requeue))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(&write)?;
+            let update = format!(
+                "UPDATE hooksmith_deliveries SET status = ({}) WHERE id = ANY($1)",
+                sql::status_case("hooksmith_deliveries.id")
+            );
+            sqlx::query(sqlx::AssertSqlSafe(update))
+                .bind(&deliveries)
+                .execute(&mut *tx)
+                .await
+                .map_err(&write)?;
+            tx.commit().await.map_err(&write)?;
+            Ok(deliveries.len() as u64)
         })
     }
 

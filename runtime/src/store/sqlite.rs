@@ -18,8 +18,8 @@ use tokio::sync::OnceCell;
 
 use super::sql::{self, DeliveryRow, JobRow, error};
 use super::{
-    ClaimedJob, DeliveryQuery, DeliverySummary, Ingest, JobResult, NewDelivery, Store, StoreError,
-    StoreFuture, StoreInfo, StoredDelivery,
+    ClaimedJob, DeliveryQuery, DeliverySummary, Ingest, JobResult, NewDelivery, NewJob, Store,
+    StoreError, StoreFuture, StoreInfo, StoredDelivery,
 };
 
 const SCHEMA: &[&str] = &[
@@ -396,6 +396,104 @@ impl Store for SqliteStore {
                 .await
                 .map_err(&write)?;
             tx.commit().await.map_err(&write)
+        })
+    }
+
+    fn replay(
+        &self,
+        delivery: i64,
+        jobs: Vec<NewJob>,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> StoreFuture<'_, Vec<i64>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let write = error("replaying a delivery");
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(&write)?;
+            let mut ids = Vec::with_capacity(jobs.len());
+            for job in &jobs {
+                let existing: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM hooksmith_jobs WHERE delivery = ?1 AND handler = ?2",
+                )
+                .bind(delivery)
+                .bind(&job.handler)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(&write)?;
+                let id = match existing {
+                    Some(id) => {
+                        sqlx::query("UPDATE hooksmith_jobs SET status = 'running', attempts = 1, lease_until_ms = ?1 WHERE id = ?2")
+                            .bind(now_ms.saturating_add(lease_ms))
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(&write)?;
+                        id
+                    }
+                    None => sqlx::query_scalar(
+                        "INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms)
+                         VALUES (?1, ?2, 'running', 1, ?3, ?4, ?5) RETURNING id",
+                    )
+                    .bind(delivery)
+                    .bind(&job.handler)
+                    .bind(i64::from(job.max_attempts))
+                    .bind(now_ms)
+                    .bind(now_ms.saturating_add(lease_ms))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(&write)?,
+                };
+                ids.push(id);
+            }
+            let update = format!(
+                "UPDATE hooksmith_deliveries SET status = ({}) WHERE id = ?1",
+                sql::status_case("?1")
+            );
+            sqlx::query(sqlx::AssertSqlSafe(update))
+                .bind(delivery)
+                .execute(&mut *tx)
+                .await
+                .map_err(&write)?;
+            tx.commit().await.map_err(&write)?;
+            Ok(ids)
+        })
+    }
+
+    fn requeue_dead(&self, limit: usize, now_ms: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            self.ready().await?;
+            let write = error("requeueing dead jobs");
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(&write)?;
+            let deliveries: Vec<i64> = sqlx::query_scalar(
+                "UPDATE hooksmith_jobs SET status = 'pending', attempts = 0, next_at_ms = ?1
+                 WHERE id IN (SELECT id FROM hooksmith_jobs WHERE status = 'dead' ORDER BY id LIMIT ?2)
+                 RETURNING delivery",
+            )
+            .bind(now_ms)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(&write)?;
+            let update = format!(
+                "UPDATE hooksmith_deliveries SET status = ({}) WHERE id IN (SELECT value FROM json_each(?2))",
+                sql::status_case("hooksmith_deliveries.id")
+            );
+            sqlx::query(sqlx::AssertSqlSafe(update))
+                .bind(0)
+                .bind(sql::ids_json(deliveries.iter().copied()))
+                .execute(&mut *tx)
+                .await
+                .map_err(&write)?;
+            tx.commit().await.map_err(&write)?;
+            Ok(deliveries.len() as u64)
         })
     }
 
