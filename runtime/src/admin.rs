@@ -7,14 +7,14 @@ use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::app::Shared;
-use crate::store::{DeliveryQuery, DeliveryStatus, DeliverySummary, NewJob};
+use crate::store::{Connection, DeliveryQuery, DeliveryStatus, DeliverySummary, NewJob};
 use crate::{pipeline, routing, worker};
 
 /// The most deliveries one list request returns.
@@ -27,6 +27,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/admin/deliveries/{id}/replay", post(replay))
         .route("/admin/dead", get(dead))
         .route("/admin/dead/replay", post(requeue_dead))
+        .route(
+            "/admin/connections",
+            get(list_connections).post(create_connection),
+        )
+        .route("/admin/connections/{name}", delete(delete_connection))
+        .route("/admin/connections/{name}/rotate", post(rotate_connection))
         .route_layer(middleware::from_fn_with_state(shared.clone(), authorize))
         .with_state(shared)
 }
@@ -269,6 +275,179 @@ async fn requeue_dead(
             shared.wake_workers();
             axum::Json(Requeued { requeued }).into_response()
         }
+        Err(error) => unavailable(&error),
+    }
+}
+
+/// A connection as the admin API shows it: never its secrets, only how many there are.
+#[derive(Debug, Serialize)]
+struct ConnectionView {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    secrets: usize,
+    signature_header: Option<String>,
+    nonce_header: Option<String>,
+}
+
+impl From<Connection> for ConnectionView {
+    fn from(c: Connection) -> Self {
+        ConnectionView {
+            name: c.name,
+            kind: c.kind,
+            secrets: c.secrets.len(),
+            signature_header: c.signature_header,
+            nonce_header: c.nonce_header,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewConnection {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    secrets: Vec<String>,
+    signature_header: Option<String>,
+    nonce_header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rotation {
+    secret: String,
+}
+
+/// Checks a connection's fields; the message never contains a secret.
+fn check_connection(c: &Connection) -> Result<(), String> {
+    let name_ok = !c.name.is_empty()
+        && c.name.len() <= 64
+        && c.name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch));
+    if !name_ok {
+        return Err("`name` is 1 to 64 letters, digits, `-`, `_` or `.`".into());
+    }
+    let scheme = crate::scheme::lookup(&c.kind)?;
+    if !scheme.needs_secret {
+        return Err(format!(
+            "`{}` verifies nothing; a connection needs a signing scheme",
+            c.kind
+        ));
+    }
+    if c.secrets.is_empty() {
+        return Err("give the connection's signing secret as `secret`".into());
+    }
+    for (i, secret) in c.secrets.iter().enumerate() {
+        if secret.is_empty() || secret.trim() != secret {
+            return Err(format!(
+                "secret #{} is empty or padded with whitespace",
+                i + 1
+            ));
+        }
+        (scheme.check_secret)(secret)
+            .map_err(|problem| format!("secret #{} is not valid: {problem}", i + 1))?;
+    }
+    for header in [&c.signature_header, &c.nonce_header].into_iter().flatten() {
+        hooksmith_grammar::check_header_name(header).map_err(|e| e.message)?;
+    }
+    Ok(())
+}
+
+async fn list_connections(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.store.connections().await {
+        Ok(list) => axum::Json(
+            list.into_iter()
+                .map(ConnectionView::from)
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(error) => unavailable(&error),
+    }
+}
+
+async fn create_connection(
+    State(shared): State<Arc<Shared>>,
+    axum::Json(new): axum::Json<NewConnection>,
+) -> Response {
+    let connection = Connection {
+        name: new.name,
+        kind: new.kind,
+        secrets: new.secret.into_iter().chain(new.secrets).collect(),
+        signature_header: new.signature_header,
+        nonce_header: new.nonce_header,
+    };
+    if let Err(problem) = check_connection(&connection) {
+        return bad_request(problem);
+    }
+    match shared.store.connection(&connection.name).await {
+        Ok(Some(_)) => {
+            return (
+                StatusCode::CONFLICT,
+                "a connection with that name exists; rotate its secret or delete it first\n",
+            )
+                .into_response();
+        }
+        Ok(None) => {}
+        Err(error) => return unavailable(&error),
+    }
+    let name = connection.name.clone();
+    match shared.store.put_connection(connection.clone()).await {
+        Ok(()) => {
+            shared.tenants.forget(&name);
+            tracing::info!(target: "hooksmith::admin", connection = %name, "connection created");
+            (
+                StatusCode::CREATED,
+                axum::Json(ConnectionView::from(connection)),
+            )
+                .into_response()
+        }
+        Err(error) => unavailable(&error),
+    }
+}
+
+/// Makes `secret` the connection's newest; the previous newest keeps verifying until the next
+/// rotation, so senders can switch over without a gap.
+async fn rotate_connection(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    axum::Json(rotation): axum::Json<Rotation>,
+) -> Response {
+    let mut connection = match shared.store.connection(&name).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such connection\n").into_response(),
+        Err(error) => return unavailable(&error),
+    };
+    let previous = connection.secrets.first().cloned();
+    connection.secrets = std::iter::once(rotation.secret).chain(previous).collect();
+    if let Err(problem) = check_connection(&connection) {
+        return bad_request(problem);
+    }
+    match shared.store.put_connection(connection.clone()).await {
+        Ok(()) => {
+            shared.tenants.forget(&name);
+            tracing::info!(target: "hooksmith::admin", connection = %name, "connection secret rotated");
+            axum::Json(ConnectionView::from(connection)).into_response()
+        }
+        Err(error) => unavailable(&error),
+    }
+}
+
+async fn delete_connection(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Response {
+    match shared.store.delete_connection(&name).await {
+        Ok(true) => {
+            shared.tenants.forget(&name);
+            tracing::info!(target: "hooksmith::admin", connection = %name, "connection deleted");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => (StatusCode::NOT_FOUND, "no such connection\n").into_response(),
         Err(error) => unavailable(&error),
     }
 }

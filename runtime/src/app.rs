@@ -43,6 +43,7 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) wake: Arc<Notify>,
     pub(crate) admin_token: Option<String>,
+    pub(crate) tenants: crate::tenants::Tenants,
 }
 
 impl Shared {
@@ -290,6 +291,7 @@ impl AppBuilder {
             config: self.config,
             wake: Arc::new(Notify::new()),
             admin_token: self.admin_token,
+            tenants: crate::tenants::Tenants::default(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let worker = runtime.spawn(worker::run(
@@ -318,12 +320,19 @@ fn router_for(shared: &Arc<Shared>) -> Router {
     let mut router = Router::new().route("/healthz", get(|| async { "ok\n" }));
     for endpoint in &shared.endpoints {
         let (shared, ep) = (shared.clone(), endpoint.clone());
-        router = router.route(
-            endpoint.path,
+        let route = if endpoint.tenant {
+            any(
+                move |axum::extract::Path(connection): axum::extract::Path<String>,
+                      request: http::Request<axum::body::Body>| {
+                    pipeline::receive(shared.clone(), ep.clone(), Some(connection), request)
+                },
+            )
+        } else {
             any(move |request: http::Request<axum::body::Body>| {
-                pipeline::receive(shared.clone(), ep.clone(), request)
-            }),
-        );
+                pipeline::receive(shared.clone(), ep.clone(), None, request)
+            })
+        };
+        router = router.route(endpoint.path, route);
     }
     if shared.admin_token.is_some() {
         router = router.merge(admin::router(shared.clone()));

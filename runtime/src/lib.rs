@@ -62,6 +62,7 @@ mod routing;
 pub mod scheme;
 mod spec;
 pub mod store;
+mod tenants;
 pub mod testing;
 mod worker;
 

@@ -33,11 +33,12 @@ pub(crate) const MAX_KEY_LEN: usize = 255;
 pub(crate) async fn receive(
     shared: Arc<Shared>,
     endpoint: Arc<EndpointRt>,
+    connection: Option<String>,
     request: http::Request<Body>,
 ) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let result = accept(&shared, &endpoint, parts, body).await;
+    let result = accept(&shared, &endpoint, connection, parts, body).await;
     let micros = started.elapsed().as_micros();
     match result {
         Ok(accepted) => {
@@ -77,6 +78,7 @@ struct Accepted {
 async fn accept(
     shared: &Arc<Shared>,
     ep: &EndpointRt,
+    connection: Option<String>,
     parts: Parts,
     body: Body,
 ) -> Result<Accepted, Rejection> {
@@ -86,6 +88,12 @@ async fn accept(
     if !ep.methods.contains(&parts.method) {
         return Err(Rejection::MethodNotAllowed(ep.allow.clone()));
     }
+    // A per-tenant endpoint: an unknown connection is 404 before the body is read.
+    let tenant = match &connection {
+        Some(name) => Some(shared.tenants.resolve(&*shared.store, ep, name).await?),
+        None => None,
+    };
+    let verifier = tenant.as_ref().map_or(&ep.verifier, |t| &t.verifier);
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -105,8 +113,7 @@ async fn accept(
 
     let now_ms = shared.clock.now_ms();
     let now_secs = now_ms.div_euclid(1000);
-    let verified = ep
-        .verifier
+    let verified = verifier
         .verify(&SignedRequest {
             headers: &parts.headers,
             body: &body,
@@ -127,7 +134,7 @@ async fn accept(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let payload = routing::payload(&body, content_type);
-    if let Some(response) = ep.verifier.intercept(&payload) {
+    if let Some(response) = verifier.intercept(&payload) {
         return Ok(Accepted {
             response,
             outcome: "answered",
@@ -139,8 +146,15 @@ async fn accept(
     let fields = routing::extract(&payload, &ep.plan).map_err(Rejection::Malformed)?;
 
     let event = read(&ep.event, &fields, &parts.headers).unwrap_or_default();
-    let delivery_id =
-        read(&ep.id, &fields, &parts.headers).unwrap_or_else(|| hex::encode(Sha256::digest(&body)));
+    let nonce = tenant
+        .as_ref()
+        .and_then(|t| t.id_header.as_ref())
+        .and_then(|h| parts.headers.get(h))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let delivery_id = nonce
+        .or_else(|| read(&ep.id, &fields, &parts.headers))
+        .unwrap_or_else(|| hex::encode(Sha256::digest(&body)));
     let matched: Vec<&Arc<HandlerRt>> = ep
         .handlers
         .iter()
@@ -160,12 +174,12 @@ async fn accept(
             claimed_for_ms: (Some(i) == inline).then_some(lease_ms),
         })
         .collect();
-    let key = idempotency_key(ep.path, None, &event, &delivery_id);
+    let key = idempotency_key(ep.path, connection.as_deref(), &event, &delivery_id);
     let body_len = body.len();
     let new = NewDelivery {
         key,
         endpoint: ep.path.to_owned(),
-        connection: None,
+        connection,
         event: event.clone(),
         delivery_id: delivery_id.clone(),
         headers: redacted_headers(&parts.headers, ep),

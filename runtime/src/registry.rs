@@ -56,6 +56,10 @@ pub(crate) struct EndpointRt {
     pub(crate) path: &'static str,
     pub(crate) name: Option<&'static str>,
     pub(crate) scheme: &'static str,
+    pub(crate) scheme_def: &'static crate::scheme::Scheme,
+    pub(crate) params: Params<'static>,
+    /// Whether the path holds `{connection}`: secrets come from the connection, not `verifier`.
+    pub(crate) tenant: bool,
     pub(crate) verifier: Arc<dyn Verifier>,
     pub(crate) secret_names: Vec<&'static str>,
     pub(crate) methods: Vec<Method>,
@@ -238,12 +242,7 @@ fn endpoint(
     if let Err(err) = hooksmith_grammar::check_route(path) {
         errors.push(format!("{at}: {}", err.message));
     }
-    if path.contains(hooksmith_grammar::CONNECTION_PARAM) {
-        errors.push(format!(
-            "{at}: per-tenant endpoints (`{}` in `{path}`) are not yet supported by this version of hooksmith",
-            hooksmith_grammar::CONNECTION_PARAM
-        ));
-    }
+    let tenant = path.contains(hooksmith_grammar::CONNECTION_PARAM);
     let scheme = match scheme::lookup(e.sig) {
         Ok(s) => s,
         Err(message) => {
@@ -258,8 +257,20 @@ fn endpoint(
     };
     let d = scheme.defaults;
 
-    // Secrets.
-    let sources: Vec<(&'static str, bool)> = if !scheme.needs_secret {
+    // Secrets. A per-tenant endpoint verifies with each connection's secrets, from the store.
+    if tenant && !scheme.needs_secret {
+        errors.push(format!(
+            "{at}: `{path}` is a per-tenant endpoint, verified with each connection's secret: choose the providers' scheme instead of `sig = \"none\"`"
+        ));
+    }
+    if tenant && !e.secrets.is_empty() {
+        errors.push(format!(
+            "{at}: `{path}` is a per-tenant endpoint: its secrets belong to its connections (admin API), remove `secret`"
+        ));
+    }
+    let sources: Vec<(&'static str, bool)> = if tenant {
+        Vec::new()
+    } else if !scheme.needs_secret {
         if !e.secrets.is_empty() {
             errors.push(format!(
                 "{at}: endpoint `{path}` has `sig = \"none\"` and a secret; remove the secret or choose a scheme"
@@ -301,7 +312,7 @@ fn endpoint(
             )),
         }
     }
-    if scheme.needs_secret && secret_values.is_empty() && errors.is_empty() {
+    if scheme.needs_secret && !tenant && secret_values.is_empty() && errors.is_empty() {
         errors.push(format!("{at}: endpoint `{path}` has no secret set"));
     }
 
@@ -317,7 +328,9 @@ fn endpoint(
         encoding: e.encoding,
         secret: secret.clone(),
     });
-    let verifier = if errors.is_empty() {
+    let verifier = if tenant {
+        Some(Arc::new(crate::scheme::NoConnection) as Arc<dyn Verifier>)
+    } else if errors.is_empty() {
         match (scheme.build)(&params, &secret_values) {
             Ok(v) => Some(v),
             Err(message) => {
@@ -461,6 +474,9 @@ fn endpoint(
             path,
             name: e.name,
             scheme: scheme.name,
+            scheme_def: scheme,
+            params,
+            tenant,
             verifier,
             secret_names: sources.iter().map(|(v, _)| *v).collect(),
             methods,

@@ -396,6 +396,15 @@ mod through_the_app {
         Ok(())
     }
 
+    #[webhook(path = "/tenants/{connection}/github", sig = "github", event = "push")]
+    async fn tenant_push(d: Delivery, runs: State<Runs>) {
+        runs.0
+            .0
+            .lock()
+            .unwrap()
+            .push(format!("{}:{}", d.connection().unwrap_or("-"), d.id()));
+    }
+
     fn app(store: impl Store) -> (Harness, Runs) {
         let runs = Runs::default();
         let app = hooksmith::App::builder()
@@ -492,6 +501,192 @@ mod through_the_app {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         h.wait_for_status("/durable", "fail-1", "dead").await;
+        tenants(h, runs).await;
+    }
+
+    async fn push(h: &Harness, connection: &str, secret: &str, id: &str) -> u16 {
+        let body = br#"{"ref":"main"}"#;
+        let input = hooksmith::testing::SignInput {
+            body,
+            timestamp: 0,
+            id,
+            url: "",
+            content_type: None,
+        };
+        let signature = hooksmith::testing::sign(
+            "github",
+            &hooksmith::testing::Params::default(),
+            secret,
+            &input,
+        )
+        .unwrap();
+        let headers = [
+            ("x-github-event", "push".to_owned()),
+            ("x-github-delivery", id.to_owned()),
+            (
+                signature[0].0.as_str(),
+                signature[0].1.to_str().unwrap().to_owned(),
+            ),
+        ];
+        h.request(
+            "POST",
+            &format!("/tenants/{connection}/github"),
+            &headers,
+            body.to_vec(),
+        )
+        .await
+        .status
+    }
+
+    async fn tenants(h: &Harness, runs: &Runs) {
+        let auth = ("authorization", format!("Bearer {ADMIN_TOKEN}"));
+        let json = ("content-type", "application/json".to_owned());
+        let create = |body: serde_json::Value| {
+            let headers = [auth.clone(), json.clone()];
+            async move {
+                h.request("POST", "/admin/connections", &headers, body.to_string())
+                    .await
+            }
+        };
+        assert_eq!(
+            push(h, "acme", "acme-secret-1", "t-1").await,
+            404,
+            "no such connection yet"
+        );
+        let created = create(serde_json::json!({"name": "acme", "type": "github", "secret": "acme-secret-1", "nonce_header": "X-GitHub-Delivery"})).await;
+        assert_eq!(created.status, 201);
+        let body = String::from_utf8_lossy(&created.body).into_owned();
+        assert!(
+            !body.contains("acme-secret-1"),
+            "secrets are never shown: {body}"
+        );
+        assert_eq!(
+            create(serde_json::json!({"name": "acme", "type": "github", "secret": "x"}))
+                .await
+                .status,
+            409
+        );
+        assert_eq!(
+            create(
+                serde_json::json!({"name": "globex", "type": "github", "secret": "globex-secret"})
+            )
+            .await
+            .status,
+            201
+        );
+        assert_eq!(
+            create(
+                serde_json::json!({"name": "slacky", "type": "slack", "secret": "slack-secret"})
+            )
+            .await
+            .status,
+            201
+        );
+        for bad in [
+            serde_json::json!({"name": "bad name", "type": "github", "secret": "s"}),
+            serde_json::json!({"name": "nosecret", "type": "github"}),
+            serde_json::json!({"name": "open", "type": "none", "secret": "s"}),
+            serde_json::json!({"name": "std", "type": "standard", "secret": "whsec_%%%hidden%%%"}),
+            serde_json::json!({"name": "typo", "type": "githb", "secret": "s"}),
+        ] {
+            let reply = create(bad.clone()).await;
+            assert_eq!(reply.status, 400, "{bad}");
+            assert!(
+                !String::from_utf8_lossy(&reply.body).contains("hidden"),
+                "{bad}"
+            );
+        }
+        let list = h.admin("/admin/connections").await;
+        assert_eq!(list.as_array().unwrap().len(), 3);
+        assert_eq!(list[0]["name"], "acme");
+        assert_eq!(list[0]["secrets"], 1);
+
+        // Each connection verifies with its own secret; the same delivery id on two connections is
+        // two deliveries.
+        assert_eq!(push(h, "acme", "acme-secret-1", "t-1").await, 204);
+        assert_eq!(push(h, "acme", "globex-secret", "t-2").await, 401);
+        assert_eq!(push(h, "globex", "globex-secret", "t-1").await, 204);
+        assert_eq!(
+            push(h, "acme", "acme-secret-1", "t-1").await,
+            204,
+            "a duplicate"
+        );
+        assert_eq!(
+            push(h, "slacky", "slack-secret", "t-3").await,
+            404,
+            "a connection of another scheme"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen: Vec<String> = runs
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.contains(":t-"))
+                .cloned()
+                .collect();
+            if seen.len() >= 2 {
+                let mut seen = seen;
+                seen.sort();
+                assert_eq!(seen, ["acme:t-1", "globex:t-1"]);
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{seen:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        // Rotation: the new secret and the previous one both verify.
+        let rotate = h
+            .request(
+                "POST",
+                "/admin/connections/acme/rotate",
+                &[auth.clone(), json.clone()],
+                r#"{"secret":"acme-secret-2"}"#,
+            )
+            .await;
+        assert_eq!(rotate.status, 200);
+        assert_eq!(push(h, "acme", "acme-secret-2", "t-4").await, 204);
+        assert_eq!(push(h, "acme", "acme-secret-1", "t-5").await, 204);
+        let rotate = h
+            .request(
+                "POST",
+                "/admin/connections/acme/rotate",
+                &[auth.clone(), json.clone()],
+                r#"{"secret":"acme-secret-3"}"#,
+            )
+            .await;
+        assert_eq!(rotate.status, 200);
+        assert_eq!(
+            push(h, "acme", "acme-secret-1", "t-6").await,
+            401,
+            "two rotations retire a secret"
+        );
+
+        // Deleted: 404 again.
+        assert_eq!(
+            h.request(
+                "DELETE",
+                "/admin/connections/acme",
+                std::slice::from_ref(&auth),
+                ""
+            )
+            .await
+            .status,
+            204
+        );
+        assert_eq!(
+            h.request(
+                "DELETE",
+                "/admin/connections/acme",
+                std::slice::from_ref(&auth),
+                ""
+            )
+            .await
+            .status,
+            404
+        );
+        assert_eq!(push(h, "acme", "acme-secret-3", "t-7").await, 404);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -299,6 +299,17 @@ pub(crate) fn header_value(value: String) -> Result<HeaderValue, String> {
     HeaderValue::try_from(value).map_err(|e| e.to_string())
 }
 
+/// The verifier of a per-tenant endpoint itself: every request is verified with its connection's
+/// secrets instead, so this one refuses everything.
+#[derive(Debug)]
+pub(crate) struct NoConnection;
+
+impl Verifier for NoConnection {
+    fn verify(&self, _: &SignedRequest<'_>) -> Result<Verified, SignatureError> {
+        Err(SignatureError::Mismatch)
+    }
+}
+
 /// A `<header>: <prefix><digest>` HMAC-SHA256 verifier, for the macro-free [`crate::Receiver`].
 pub(crate) fn hmac_header(
     header: &str,

@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    ClaimedJob, DeliveryQuery, DeliveryStatus, DeliverySummary, Ingest, JobResult, JobStatus,
-    JobSummary, NewDelivery, NewJob, Store, StoreError, StoreFuture, StoreInfo, StoredDelivery,
+    ClaimedJob, Connection, DeliveryQuery, DeliveryStatus, DeliverySummary, Ingest, JobResult,
+    JobStatus, JobSummary, NewDelivery, NewJob, Store, StoreError, StoreFuture, StoreInfo,
+    StoredDelivery,
 };
 
 /// A [`Store`] that keeps everything in memory. Not durable: the startup banner says so.
@@ -24,6 +25,7 @@ struct Inner {
     due: BTreeSet<(i64, i64)>,
     /// Claimed jobs by lease expiry.
     leased: BTreeSet<(i64, i64)>,
+    connections: BTreeMap<String, Connection>,
 }
 
 #[derive(Debug)]
@@ -309,6 +311,27 @@ impl Store for MemoryStore {
             }
             Ok(ids)
         })
+    }
+
+    fn put_connection(&self, connection: Connection) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.lock()?
+                .connections
+                .insert(connection.name.clone(), connection);
+            Ok(())
+        })
+    }
+
+    fn connection<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Connection>> {
+        Box::pin(async move { Ok(self.lock()?.connections.get(name).cloned()) })
+    }
+
+    fn connections(&self) -> StoreFuture<'_, Vec<Connection>> {
+        Box::pin(async move { Ok(self.lock()?.connections.values().cloned().collect()) })
+    }
+
+    fn delete_connection<'a>(&'a self, name: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move { Ok(self.lock()?.connections.remove(name).is_some()) })
     }
 
     fn requeue_dead(&self, limit: usize, now_ms: i64) -> StoreFuture<'_, u64> {

@@ -284,6 +284,38 @@ pub struct DeliveryQuery {
     pub limit: usize,
 }
 
+/// A tenant connection (seed 002): the secrets and headers one customer's deliveries are verified
+/// with, on endpoints whose path holds `{connection}`.
+#[derive(Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Connection {
+    /// The name in the path (`/webhooks/github/{connection}`).
+    pub name: String,
+    /// The signature scheme, which must be the endpoint's.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Secrets, newest first; any one verifies (rotation).
+    pub secrets: Vec<String>,
+    /// The signature header, for the generic HMAC schemes.
+    pub signature_header: Option<String>,
+    /// The header holding the delivery id (nonce), instead of the scheme's.
+    pub nonce_header: Option<String>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field(
+                "secrets",
+                &format_args!("<{} redacted>", self.secrets.len()),
+            )
+            .field("signature_header", &self.signature_header)
+            .field("nonce_header", &self.nonce_header)
+            .finish()
+    }
+}
+
 /// How a store describes itself in the startup banner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreInfo {
@@ -327,6 +359,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Puts up to `limit` dead jobs back in the queue with a fresh retry budget; returns how many.
     fn requeue_dead(&self, limit: usize, now_ms: i64) -> StoreFuture<'_, u64>;
+
+    /// Creates or replaces a tenant connection.
+    fn put_connection(&self, connection: Connection) -> StoreFuture<'_, ()>;
+
+    /// One connection by name.
+    fn connection<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Connection>>;
+
+    /// Every connection, by name.
+    fn connections(&self) -> StoreFuture<'_, Vec<Connection>>;
+
+    /// Deletes a connection; `false` when there was none.
+    fn delete_connection<'a>(&'a self, name: &'a str) -> StoreFuture<'a, bool>;
 
     /// Lists deliveries, newest first.
     fn list<'a>(&'a self, query: &'a DeliveryQuery) -> StoreFuture<'a, Vec<DeliverySummary>>;

@@ -16,8 +16,8 @@ use tokio::sync::OnceCell;
 
 use super::sql::{self, DeliveryRow, JobRow, error};
 use super::{
-    ClaimedJob, DeliveryQuery, DeliverySummary, Ingest, JobResult, NewDelivery, NewJob, Store,
-    StoreError, StoreFuture, StoreInfo, StoredDelivery,
+    ClaimedJob, Connection, DeliveryQuery, DeliverySummary, Ingest, JobResult, NewDelivery, NewJob,
+    Store, StoreError, StoreFuture, StoreInfo, StoredDelivery,
 };
 
 /// The database's clock in milliseconds since the Unix epoch.
@@ -55,6 +55,12 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS hooksmith_jobs_due ON hooksmith_jobs (status, next_at_ms)",
     "CREATE INDEX IF NOT EXISTS hooksmith_jobs_lease ON hooksmith_jobs (status, lease_until_ms)",
     "CREATE INDEX IF NOT EXISTS hooksmith_jobs_delivery ON hooksmith_jobs (delivery)",
+    "CREATE TABLE IF NOT EXISTS hooksmith_connections (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        secrets TEXT NOT NULL,
+        signature_header TEXT,
+        nonce_header TEXT)",
 ];
 
 /// A [`Store`] in a PostgreSQL database.
@@ -159,6 +165,19 @@ impl PostgresStore {
         .map_err(error("reading jobs"))?;
         rows.iter().map(job_row).collect()
     }
+}
+
+fn connection_row(row: &PgRow) -> Result<Connection, StoreError> {
+    let get = error("reading a connection");
+    let secrets: String = row.try_get("secrets").map_err(&get)?;
+    Ok(Connection {
+        name: row.try_get("name").map_err(&get)?,
+        kind: row.try_get("kind").map_err(&get)?,
+        secrets: serde_json::from_str(&secrets)
+            .map_err(|e| StoreError(format!("reading a connection: {e}")))?,
+        signature_header: row.try_get("signature_header").map_err(&get)?,
+        nonce_header: row.try_get("nonce_header").map_err(&get)?,
+    })
 }
 
 fn job_row(row: &PgRow) -> Result<JobRow, StoreError> {
@@ -488,6 +507,62 @@ impl Store for PostgresStore {
                 .map_err(&write)?;
             tx.commit().await.map_err(&write)?;
             Ok(ids)
+        })
+    }
+
+    fn put_connection(&self, connection: Connection) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.ready().await?;
+            sqlx::query(
+                "INSERT INTO hooksmith_connections (name, kind, secrets, signature_header, nonce_header)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, secrets = excluded.secrets,
+                    signature_header = excluded.signature_header, nonce_header = excluded.nonce_header",
+            )
+            .bind(&connection.name)
+            .bind(&connection.kind)
+            .bind(serde_json::to_string(&connection.secrets).unwrap_or_else(|_| "[]".into()))
+            .bind(&connection.signature_header)
+            .bind(&connection.nonce_header)
+            .execute(&self.pool)
+            .await
+            .map_err(error("storing a connection"))
+            .map(drop)
+        })
+    }
+
+    fn connection<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Connection>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let row = sqlx::query("SELECT * FROM hooksmith_connections WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(error("reading a connection"))?;
+            row.as_ref().map(connection_row).transpose()
+        })
+    }
+
+    fn connections(&self) -> StoreFuture<'_, Vec<Connection>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let rows = sqlx::query("SELECT * FROM hooksmith_connections ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(error("listing connections"))?;
+            rows.iter().map(connection_row).collect()
+        })
+    }
+
+    fn delete_connection<'a>(&'a self, name: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            self.ready().await?;
+            let done = sqlx::query("DELETE FROM hooksmith_connections WHERE name = $1")
+                .bind(name)
+                .execute(&self.pool)
+                .await
+                .map_err(error("deleting a connection"))?;
+            Ok(done.rows_affected() > 0)
         })
     }
 
