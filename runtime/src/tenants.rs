@@ -42,10 +42,11 @@ impl Tenants {
         name: &str,
     ) -> Result<Arc<Tenant>, Rejection> {
         let key = (endpoint.path, name.to_owned());
-        if let Some((at, tenant)) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
-            if at.elapsed() < TTL {
-                return tenant.ok_or(Rejection::NotFound);
-            }
+        let cached = self.cache.lock().ok().and_then(|c| c.get(&key).cloned());
+        if let Some((at, tenant)) = cached
+            && at.elapsed() < TTL
+        {
+            return tenant.ok_or(Rejection::NotFound);
         }
         let connection = store.connection(name).await.map_err(|error| {
             tracing::error!(target: "hooksmith::store", %error, "reading a connection failed");
