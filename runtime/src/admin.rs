@@ -207,6 +207,7 @@ async fn replay(
             handler: h.name.to_owned(),
             max_attempts: h.retry.max.saturating_add(1),
             claimed_for_ms: Some(shared.config.lease_ms),
+            order_key: None,
         })
         .collect();
     let ids = match shared

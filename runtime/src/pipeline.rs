@@ -160,7 +160,6 @@ async fn accept(
         .iter()
         .filter(|h| handler_matches(h, &event, &fields, &parts.headers))
         .collect();
-    drop(fields);
 
     // The first matching `ack = "handled"` handler answers the request; the rest are queued.
     let inline = matched.iter().position(|h| h.ack == Ack::Handled);
@@ -172,8 +171,14 @@ async fn accept(
             handler: h.name.to_owned(),
             max_attempts: h.retry.max.saturating_add(1),
             claimed_for_ms: (Some(i) == inline).then_some(lease_ms),
+            order_key: h
+                .order_slot
+                .and_then(|slot| fields[slot].as_ref())
+                .and_then(Scalar::to_text)
+                .map(|value| format!("{}:{value}", h.name)),
         })
         .collect();
+    drop(fields);
     let key = idempotency_key(ep.path, connection.as_deref(), &event, &delivery_id);
     let body_len = body.len();
     let new = NewDelivery {

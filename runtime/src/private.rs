@@ -47,6 +47,8 @@ pub struct Registration {
     pub ack: Ack,
     /// The retry policy.
     pub retry: Retry,
+    /// The dotted JSON path whose value orders this handler's runs.
+    pub order_by: Option<&'static str>,
     /// How long one run may take, in milliseconds (`None`: five minutes).
     pub timeout_ms: Option<u64>,
     /// The invocation.

@@ -43,6 +43,7 @@ pub(crate) struct HandlerRt {
     pub(crate) name: &'static str,
     pub(crate) events: Vec<EventMatch>,
     pub(crate) action_slot: Option<usize>,
+    pub(crate) order_slot: Option<usize>,
     pub(crate) filter: Option<Compiled>,
     pub(crate) ack: Ack,
     pub(crate) retry: Retry,
@@ -441,6 +442,14 @@ fn endpoint(
             (true, Some(field)) => Some(plan.add(&[field])),
             _ => None,
         };
+        let order_slot = match r.order_by.map(hooksmith_grammar::parse_json_path) {
+            Some(Ok(segments)) => Some(plan.add(&segments)),
+            Some(Err(err)) => {
+                errors.push(format!("{at}: order_by: {}", err.message));
+                None
+            }
+            None => None,
+        };
         let filter = match r.filter.map(|f| Compiled::new(f, &mut plan)).transpose() {
             Ok(f) => f,
             Err(message) => {
@@ -455,6 +464,7 @@ fn endpoint(
             name: r.name,
             events,
             action_slot,
+            order_slot,
             filter,
             ack: r.ack,
             retry: r.retry,

@@ -44,6 +44,7 @@ fn delivery(key: &str, handlers: &[&str]) -> NewDelivery {
                 handler: (*h).to_owned(),
                 max_attempts: 3,
                 claimed_for_ms: None,
+                order_key: None,
             })
             .collect(),
     }
@@ -405,16 +406,96 @@ mod through_the_app {
             .push(format!("{}:{}", d.connection().unwrap_or("-"), d.id()));
     }
 
-    fn app(store: impl Store) -> (Harness, Runs) {
-        let runs = Runs::default();
+    #[derive(Clone, Default)]
+    struct Order(Arc<std::sync::Mutex<Vec<String>>>);
+
+    #[webhook(
+        path = "/ordered",
+        sig = "none",
+        id_header = "x-id",
+        order_by = "account"
+    )]
+    async fn ordered(d: Delivery, body: serde_json::Value, log: State<Order>) {
+        let account = body["account"].as_str().unwrap_or("?").to_owned();
+        log.0
+            .0
+            .lock()
+            .unwrap()
+            .push(format!("start {account} {}", d.id()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        log.0
+            .0
+            .lock()
+            .unwrap()
+            .push(format!("end {account} {}", d.id()));
+    }
+
+    async fn ordering(h: &Harness, order: &Order) {
+        let sends = [
+            ("a", "a-1"),
+            ("a", "a-2"),
+            ("b", "b-1"),
+            ("a", "a-3"),
+            ("b", "b-2"),
+            ("a", "a-4"),
+        ];
+        for (account, id) in sends {
+            let body = serde_json::json!({"account": account}).to_string();
+            assert_eq!(
+                h.request("POST", "/ordered", &[("x-id", id.to_owned())], body)
+                    .await
+                    .status,
+                204
+            );
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while order.0.lock().unwrap().len() < 2 * sends.len() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                order.0.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let log = order.0.lock().unwrap().clone();
+        for account in ["a", "b"] {
+            let mine: Vec<&String> = log
+                .iter()
+                .filter(|l| l.split(' ').nth(1) == Some(account))
+                .collect();
+            let ids: Vec<&str> = sends
+                .iter()
+                .filter(|(a, _)| *a == account)
+                .map(|(_, id)| *id)
+                .collect();
+            let expected: Vec<String> = ids
+                .iter()
+                .flat_map(|id| {
+                    [
+                        format!("start {account} {id}"),
+                        format!("end {account} {id}"),
+                    ]
+                })
+                .collect();
+            assert_eq!(
+                mine,
+                expected.iter().collect::<Vec<_>>(),
+                "one at a time, in arrival order: {log:?}"
+            );
+        }
+    }
+
+    fn app(store: impl Store) -> (Harness, Runs, Order) {
+        let (runs, order) = (Runs::default(), Order::default());
         let app = hooksmith::App::builder()
             .ignore_env()
             .store(store)
             .state(runs.clone())
+            .state(order.clone())
             .admin_token(ADMIN_TOKEN)
             .build()
             .unwrap();
-        (Harness::new(app), runs)
+        (Harness::new(app), runs, order)
     }
 
     async fn post(h: &Harness, id: &str) -> hooksmith_tests::Reply {
@@ -422,7 +503,7 @@ mod through_the_app {
             .await
     }
 
-    async fn deliver_and_run(h: &Harness, runs: &Runs) {
+    async fn deliver_and_run(h: &Harness, runs: &Runs, order: &Order) {
         for id in ["ok-1", "ok-2", "fail-1"] {
             assert_eq!(post(h, id).await.status, 204);
         }
@@ -502,6 +583,7 @@ mod through_the_app {
         }
         h.wait_for_status("/durable", "fail-1", "dead").await;
         tenants(h, runs).await;
+        ordering(h, order).await;
     }
 
     async fn push(h: &Harness, connection: &str, secret: &str, id: &str) -> u16 {
@@ -691,15 +773,16 @@ mod through_the_app {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn the_app_runs_in_memory() {
-        let (h, runs) = app(MemoryStore::new());
-        deliver_and_run(&h, &runs).await;
+        let (h, runs, order) = app(MemoryStore::new());
+        deliver_and_run(&h, &runs, &order).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn the_app_runs_on_sqlite() {
         let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_app")));
-        let (h, runs) = app(SqliteStore::open(&format!("sqlite:{}", path.display())).unwrap());
-        deliver_and_run(&h, &runs).await;
+        let (h, runs, order) =
+            app(SqliteStore::open(&format!("sqlite:{}", path.display())).unwrap());
+        deliver_and_run(&h, &runs, &order).await;
         // The body comes back byte-exact from the file.
         let list = h.deliveries("/durable").await;
         let detail = h
@@ -714,15 +797,15 @@ mod through_the_app {
             return;
         };
         let schema = unique("hs_app");
-        let (h, runs) = app(PostgresStore::open(&url, Some(&schema)).unwrap());
-        deliver_and_run(&h, &runs).await;
+        let (h, runs, order) = app(PostgresStore::open(&url, Some(&schema)).unwrap());
+        deliver_and_run(&h, &runs, &order).await;
         drop(h);
         drop_schema(&url, &schema).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn an_unreachable_database_answers_503_with_retry_after_and_never_2xx() {
-        let (h, runs) =
+        let (h, runs, _order) =
             app(PostgresStore::open("postgres://postgres@127.0.0.1:1/none", None).unwrap());
         let reply = post(&h, "lost-1").await;
         assert_eq!(reply.status, 503);

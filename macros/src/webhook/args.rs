@@ -24,6 +24,7 @@ pub(crate) mod kw {
     pub(crate) const ACK: &str = "ack";
     pub(crate) const RETRY: &str = "retry";
     pub(crate) const TIMEOUT: &str = "timeout";
+    pub(crate) const ORDER_BY: &str = "order_by";
     pub(crate) const MAX_BODY: &str = "max_body";
     pub(crate) const TOLERANCE: &str = "tolerance";
     pub(crate) const METHODS: &str = "methods";
@@ -47,6 +48,7 @@ pub(crate) mod kw {
         ACK,
         RETRY,
         TIMEOUT,
+        ORDER_BY,
         MAX_BODY,
         TOLERANCE,
         METHODS,
@@ -145,6 +147,7 @@ pub(crate) struct Args {
     pub(crate) ack: Option<LitStr>,
     pub(crate) retry: Option<(Span, RetryArgs)>,
     pub(crate) timeout: Option<LitStr>,
+    pub(crate) order_by: Option<LitStr>,
     pub(crate) max_body: Option<LitInt>,
     pub(crate) tolerance: Option<LitInt>,
     pub(crate) methods: Option<(Span, Vec<LitStr>)>,
@@ -251,6 +254,7 @@ impl Args {
                 set(&mut self.retry, (span, retry), meta, key)?;
             }
             kw::TIMEOUT => set(&mut self.timeout, meta.value()?.parse()?, meta, key)?,
+            kw::ORDER_BY => set(&mut self.order_by, meta.value()?.parse()?, meta, key)?,
             kw::MAX_BODY => set(&mut self.max_body, meta.value()?.parse()?, meta, key)?,
             kw::TOLERANCE => set(&mut self.tolerance, meta.value()?.parse()?, meta, key)?,
             kw::METHODS => set(

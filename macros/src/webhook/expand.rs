@@ -90,6 +90,10 @@ pub(crate) fn expand(function: &syn::ItemFn, valid: &Valid<'_>) -> TokenStream {
         Some(ms) => quote!(#p::Some(#ms)),
         None => quote!(#p::None),
     };
+    let order_by = match &valid.order_by {
+        Some(path) => quote!(#p::Some(#path)),
+        None => quote!(#p::None),
+    };
     let file = quote_spanned!(ident.span()=> #p::file!());
     let line = quote_spanned!(ident.span()=> #p::line!());
     let name = ident.to_string();
@@ -131,6 +135,7 @@ pub(crate) fn expand(function: &syn::ItemFn, valid: &Valid<'_>) -> TokenStream {
                     ack: #ack,
                     retry: #retry,
                     timeout_ms: #timeout,
+                    order_by: #order_by,
                     run: __hooksmith_run,
                     check: __hooksmith_check,
                 };

@@ -49,6 +49,7 @@ pub(crate) struct Valid<'a> {
     pub(crate) handled: bool,
     pub(crate) retry: Option<RetryModel>,
     pub(crate) timeout_ms: Option<u64>,
+    pub(crate) order_by: Option<String>,
 }
 
 #[derive(Default)]
@@ -86,6 +87,7 @@ pub(crate) fn validate<'a>(args: &'a Args, handler: &'a Handler) -> syn::Result<
         ack,
         retry,
         timeout,
+        order_by,
         max_body,
         tolerance,
         methods,
@@ -202,6 +204,12 @@ pub(crate) fn validate<'a>(args: &'a Args, handler: &'a Handler) -> syn::Result<
         errors.at(lit.span(), "`timeout` must be longer than zero");
     }
 
+    if let Some(lit) = order_by
+        && let Err(e) = grammar::parse_json_path(&lit.value())
+    {
+        errors.at(lit.span(), e.message);
+    }
+
     match errors.0 {
         Some(error) => Err(error),
         None => Ok(Valid {
@@ -212,6 +220,7 @@ pub(crate) fn validate<'a>(args: &'a Args, handler: &'a Handler) -> syn::Result<
             handled,
             retry,
             timeout_ms,
+            order_by: order_by.as_ref().map(LitStr::value),
         }),
     }
 }

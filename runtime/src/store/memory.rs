@@ -44,6 +44,7 @@ struct Job {
     last_error: Option<String>,
     next_at: i64,
     lease_until: i64,
+    order_key: Option<String>,
 }
 
 impl MemoryStore {
@@ -60,6 +61,18 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// Whether an earlier job with the same order key is unfinished.
+    fn blocked(&self, id: i64) -> bool {
+        let Some(key) = self.jobs.get(&id).and_then(|j| j.order_key.as_ref()) else {
+            return false;
+        };
+        self.jobs.iter().any(|(other, job)| {
+            *other < id
+                && job.order_key.as_ref() == Some(key)
+                && !matches!(job.status, JobStatus::Succeeded | JobStatus::Dead)
+        })
+    }
+
     fn id(&mut self) -> i64 {
         self.next_id += 1;
         self.next_id
@@ -134,6 +147,7 @@ impl Store for MemoryStore {
                         last_error: None,
                         next_at: new.received_at_ms,
                         lease_until,
+                        order_key: job.order_key.clone(),
                     },
                 );
                 job_ids.push(job_id);
@@ -165,14 +179,16 @@ impl Store for MemoryStore {
         Box::pin(async move {
             let mut inner = self.lock()?;
             let mut ids = Vec::new();
-            while ids.len() < limit {
-                match inner.due.first().copied() {
-                    Some((at, id)) if at <= now_ms => {
-                        inner.due.remove(&(at, id));
-                        ids.push(id);
-                    }
-                    _ => break,
+            let due: Vec<(i64, i64)> = inner.due.range(..=(now_ms, i64::MAX)).copied().collect();
+            for (at, id) in due {
+                if ids.len() >= limit {
+                    break;
                 }
+                if inner.blocked(id) {
+                    continue;
+                }
+                inner.due.remove(&(at, id));
+                ids.push(id);
             }
             while ids.len() < limit {
                 match inner.leased.first().copied() {
@@ -289,6 +305,7 @@ impl Store for MemoryStore {
                                 last_error: None,
                                 next_at: now_ms,
                                 lease_until: 0,
+                                order_key: None,
                             },
                         );
                         if let Some(entry) = inner.deliveries.get_mut(&delivery) {

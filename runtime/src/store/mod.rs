@@ -118,6 +118,9 @@ pub struct NewJob {
     /// `Some(lease)`: the job is created already claimed by the caller (its first attempt runs
     /// inside the request, for `ack = "handled"`), leased for that many milliseconds.
     pub claimed_for_ms: Option<i64>,
+    /// Jobs with the same key run one at a time, in the order they were stored (a handler's
+    /// `order_by`); `None` promises no order.
+    pub order_key: Option<String>,
 }
 
 /// What [`Store::ingest`] did.

@@ -51,10 +51,12 @@ const SCHEMA: &[&str] = &[
         max_attempts INTEGER NOT NULL,
         last_error TEXT,
         next_at_ms BIGINT NOT NULL,
-        lease_until_ms BIGINT NOT NULL)",
+        lease_until_ms BIGINT NOT NULL,
+        order_key TEXT)",
     "CREATE INDEX IF NOT EXISTS hooksmith_jobs_due ON hooksmith_jobs (status, next_at_ms)",
     "CREATE INDEX IF NOT EXISTS hooksmith_jobs_lease ON hooksmith_jobs (status, lease_until_ms)",
     "CREATE INDEX IF NOT EXISTS hooksmith_jobs_delivery ON hooksmith_jobs (delivery)",
+    "CREATE INDEX IF NOT EXISTS hooksmith_jobs_order ON hooksmith_jobs (order_key, id)",
     "CREATE TABLE IF NOT EXISTS hooksmith_connections (
         name TEXT PRIMARY KEY,
         kind TEXT NOT NULL,
@@ -282,11 +284,13 @@ impl Store for PostgresStore {
                 .map(|j| i32::try_from(j.max_attempts).unwrap_or(i32::MAX))
                 .collect();
             let leases: Vec<Option<i64>> = new.jobs.iter().map(|j| j.claimed_for_ms).collect();
+            let order_keys: Vec<Option<String>> =
+                new.jobs.iter().map(|j| j.order_key.clone()).collect();
             let insert = format!(
-                "INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms)
+                "INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms, order_key)
                  SELECT $1, h, CASE WHEN l IS NULL THEN 'pending' ELSE 'running' END,
-                        CASE WHEN l IS NULL THEN 0 ELSE 1 END, m, {DB_NOW}, COALESCE({DB_NOW} + l, 0)
-                 FROM unnest($2::text[], $3::int[], $4::bigint[]) WITH ORDINALITY AS t(h, m, l, n)
+                        CASE WHEN l IS NULL THEN 0 ELSE 1 END, m, {DB_NOW}, COALESCE({DB_NOW} + l, 0), o
+                 FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[]) WITH ORDINALITY AS t(h, m, l, o, n)
                  ORDER BY n RETURNING id"
             );
             let jobs: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(insert))
@@ -294,6 +298,7 @@ impl Store for PostgresStore {
                 .bind(&handlers)
                 .bind(&max_attempts)
                 .bind(&leases)
+                .bind(&order_keys)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(&write)?;
@@ -313,8 +318,12 @@ impl Store for PostgresStore {
                 "UPDATE hooksmith_jobs SET status = 'running', attempts = attempts + 1, lease_until_ms = {DB_NOW} + $1
                  WHERE id IN (
                     SELECT id FROM hooksmith_jobs
-                    WHERE (status IN ('pending', 'retrying') AND next_at_ms <= {DB_NOW})
-                       OR (status = 'running' AND lease_until_ms <= {DB_NOW})
+                    WHERE ((status IN ('pending', 'retrying') AND next_at_ms <= {DB_NOW})
+                       OR (status = 'running' AND lease_until_ms <= {DB_NOW}))
+                    AND (order_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM hooksmith_jobs earlier
+                        WHERE earlier.order_key = hooksmith_jobs.order_key AND earlier.id < hooksmith_jobs.id
+                          AND earlier.status NOT IN ('succeeded', 'dead')))
                     ORDER BY next_at_ms, id LIMIT $2
                     FOR UPDATE SKIP LOCKED)
                  RETURNING id, delivery, handler, attempts::bigint AS attempts, max_attempts::bigint AS max_attempts"

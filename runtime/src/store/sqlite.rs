@@ -50,10 +50,12 @@ const SCHEMA: &[&str] = &[
         max_attempts INTEGER NOT NULL,
         last_error TEXT,
         next_at_ms INTEGER NOT NULL,
-        lease_until_ms INTEGER NOT NULL)",
+        lease_until_ms INTEGER NOT NULL,
+        order_key TEXT)",
     "CREATE INDEX IF NOT EXISTS hooksmith_jobs_due ON hooksmith_jobs (status, next_at_ms)",
     "CREATE INDEX IF NOT EXISTS hooksmith_jobs_lease ON hooksmith_jobs (status, lease_until_ms)",
     "CREATE INDEX IF NOT EXISTS hooksmith_jobs_delivery ON hooksmith_jobs (delivery)",
+    "CREATE INDEX IF NOT EXISTS hooksmith_jobs_order ON hooksmith_jobs (order_key, id)",
     "CREATE TABLE IF NOT EXISTS hooksmith_connections (
         name TEXT PRIMARY KEY,
         kind TEXT NOT NULL,
@@ -260,8 +262,8 @@ impl Store for SqliteStore {
                     None => ("pending", 0, 0),
                 };
                 let job_id: i64 = sqlx::query_scalar(
-                    "INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                    "INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms, order_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
                 )
                 .bind(id)
                 .bind(&job.handler)
@@ -270,6 +272,7 @@ impl Store for SqliteStore {
                 .bind(i64::from(job.max_attempts))
                 .bind(new.received_at_ms)
                 .bind(lease)
+                .bind(&job.order_key)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(&write)?;
@@ -293,8 +296,12 @@ impl Store for SqliteStore {
                 "UPDATE hooksmith_jobs SET status = 'running', attempts = attempts + 1, lease_until_ms = ?1 + ?2
                  WHERE id IN (
                     SELECT id FROM hooksmith_jobs
-                    WHERE (status IN ('pending', 'retrying') AND next_at_ms <= ?1)
-                       OR (status = 'running' AND lease_until_ms <= ?1)
+                    WHERE ((status IN ('pending', 'retrying') AND next_at_ms <= ?1)
+                       OR (status = 'running' AND lease_until_ms <= ?1))
+                    AND (order_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM hooksmith_jobs earlier
+                        WHERE earlier.order_key = hooksmith_jobs.order_key AND earlier.id < hooksmith_jobs.id
+                          AND earlier.status NOT IN ('succeeded', 'dead')))
                     ORDER BY next_at_ms, id LIMIT ?3)
                  RETURNING id, delivery, handler, attempts, max_attempts",
             )
