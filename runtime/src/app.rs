@@ -20,6 +20,13 @@ use crate::{admin, pipeline, worker};
 /// The default listening address of [`App::serve`].
 pub const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 
+/// How long finished deliveries stay in the history by default (three days).
+pub const DEFAULT_HISTORY: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// How long an idempotency key outlives its purged delivery by default (seven days; seed 002's
+/// `idempotency_ttl_seconds`). It must be at least the history window.
+pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The store of an app configured from the environment without `HOOKSMITH_STORE`.
 pub const DEFAULT_STORE: &str = "sqlite:hooksmith.db";
 
@@ -30,6 +37,22 @@ pub(crate) struct Config {
     pub(crate) concurrency: usize,
     pub(crate) shutdown_grace: Duration,
     pub(crate) public_url: Option<String>,
+    pub(crate) history: Duration,
+    pub(crate) history_max: Option<u64>,
+    pub(crate) dedup_ttl: Duration,
+    pub(crate) purge_every: Duration,
+}
+
+impl Config {
+    /// What to purge now.
+    pub(crate) fn retention(&self, now_ms: i64) -> crate::store::Retention {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        crate::store::Retention {
+            history_before_ms: now_ms.saturating_sub(ms(self.history)),
+            keep_at_most: self.history_max,
+            keys_before_ms: now_ms.saturating_sub(ms(self.dedup_ttl)),
+        }
+    }
 }
 
 /// What requests and workers share.
@@ -101,6 +124,10 @@ impl Default for AppBuilder {
                 concurrency: 64,
                 shutdown_grace: Duration::from_secs(30),
                 public_url: None,
+                history: DEFAULT_HISTORY,
+                history_max: None,
+                dedup_ttl: DEFAULT_DEDUP_TTL,
+                purge_every: Duration::from_secs(60),
             },
         }
     }
@@ -190,6 +217,32 @@ impl AppBuilder {
         self
     }
 
+    /// How long finished (`acknowledged`, `unhandled`) deliveries stay in the history (default
+    /// [`DEFAULT_HISTORY`]); pending, retrying and dead work is never purged.
+    pub fn history(mut self, keep: Duration) -> Self {
+        self.config.history = keep;
+        self
+    }
+
+    /// Keeps at most this many finished deliveries (seed 003's `event_history_size`).
+    pub fn history_max(mut self, deliveries: u64) -> Self {
+        self.config.history_max = Some(deliveries.max(1));
+        self
+    }
+
+    /// How long de-duplication remembers a delivery id (default [`DEFAULT_DEDUP_TTL`]); at least
+    /// the history window, or the app refuses to start.
+    pub fn dedup_ttl(mut self, ttl: Duration) -> Self {
+        self.config.dedup_ttl = ttl;
+        self
+    }
+
+    /// How often old history is purged (default every minute).
+    pub fn purge_every(mut self, every: Duration) -> Self {
+        self.config.purge_every = every;
+        self
+    }
+
     /// How long shutdown waits for running handlers (default 30 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.config.shutdown_grace = grace;
@@ -207,6 +260,24 @@ impl AppBuilder {
     /// `HOOKSMITH_ADMIN_TOKEN`, `HOOKSMITH_DISABLED`, `HOOKSMITH_PUBLIC_URL` and
     /// `HOOKSMITH_LEASE_MS`.
     pub fn from_env(mut self) -> Result<Self, Error> {
+        let seconds = |this: &Self, name: &str| -> Result<Option<u64>, Error> {
+            this.lookup(name)
+                .map(|v| {
+                    v.parse::<u64>().map_err(|_| {
+                        Error::Config(vec![format!("{name}=`{v}` is not a whole number")])
+                    })
+                })
+                .transpose()
+        };
+        if let Some(secs) = seconds(&self, "HOOKSMITH_HISTORY_SECS")? {
+            self.config.history = Duration::from_secs(secs);
+        }
+        if let Some(secs) = seconds(&self, "HOOKSMITH_DEDUP_SECS")? {
+            self.config.dedup_ttl = Duration::from_secs(secs);
+        }
+        if let Some(max) = seconds(&self, "HOOKSMITH_HISTORY_MAX")? {
+            self.config.history_max = Some(max.max(1));
+        }
         if let Some(lease) = self.lookup("HOOKSMITH_LEASE_MS") {
             let ms: i64 = lease.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
                 Error::Config(vec![format!(
@@ -260,6 +331,13 @@ impl AppBuilder {
     /// Validates everything and starts the workers. Must run inside a Tokio runtime.
     pub fn build(self) -> Result<App, Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        if self.config.dedup_ttl < self.config.history {
+            return Err(Error::Config(vec![format!(
+                "de-duplication must remember deliveries at least as long as the history keeps them: the idempotency TTL ({} s) is shorter than the history ({} s); raise HOOKSMITH_DEDUP_SECS or lower HOOKSMITH_HISTORY_SECS",
+                self.config.dedup_ttl.as_secs(),
+                self.config.history.as_secs()
+            )]));
+        }
         let mut registrations = self.registrations.clone();
         if self.collect {
             registrations.extend(inventory::iter::<Registration>.into_iter().copied());

@@ -78,7 +78,10 @@ pub use axum;
 pub use hooksmith_macros::webhook;
 
 pub use admin::MAX_LIST_LIMIT;
-pub use app::{App, AppBuilder, DEFAULT_ADDR, DEFAULT_STORE, router, shutdown_signal};
+pub use app::{
+    App, AppBuilder, DEFAULT_ADDR, DEFAULT_DEDUP_TTL, DEFAULT_HISTORY, DEFAULT_STORE, router,
+    shutdown_signal,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, HandlerError};
 pub use extract::{Context, Delivery, Form, FromDelivery, Headers, Json, Raw, State, StateMap};

@@ -30,11 +30,16 @@ pub(crate) async fn run(
     let permits = Arc::new(Semaphore::new(concurrency));
     // Once the app's stop handle is dropped, only dropping the app itself stops the worker.
     let mut stoppable = true;
+    let mut last_purge = tokio::time::Instant::now();
     loop {
         if *stop.borrow() {
             break;
         }
         let Some(app) = shared.upgrade() else { break };
+        if last_purge.elapsed() >= app.config.purge_every {
+            last_purge = tokio::time::Instant::now();
+            purge(&app).await;
+        }
         let free = permits.available_permits();
         let claimed = if free == 0 {
             Vec::new()
@@ -232,5 +237,17 @@ async fn run_with_lease(
                 }
             }
         }
+    }
+}
+
+/// Forgets finished history past the retention window.
+async fn purge(shared: &Shared) {
+    let policy = shared.config.retention(shared.clock.now_ms());
+    match shared.store.purge(policy).await {
+        Ok((0, 0)) => {}
+        Ok((deliveries, keys)) => {
+            tracing::info!(target: "hooksmith::worker", deliveries, keys, "purged old history");
+        }
+        Err(error) => tracing::warn!(target: "hooksmith::worker", %error, "purging history failed"),
     }
 }

@@ -564,3 +564,49 @@ async fn a_handler_past_its_timeout_is_abandoned_and_frees_its_worker() {
     h.wait_for_status("/t/hooks", "t-2", "acknowledged").await;
     assert_eq!(runs.count("too_slow finished"), 0);
 }
+
+#[tokio::test]
+async fn finished_history_is_purged_on_schedule_and_keys_outlive_it() {
+    let runs = Runs::default();
+    let h = app_with(&runs, |b| {
+        b.history(Duration::ZERO)
+            .dedup_ttl(Duration::from_secs(3600))
+            .purge_every(Duration::from_millis(20))
+    });
+    let reply = h.request("POST", "/t/open", &[], r#"{"n":1}"#).await;
+    assert_eq!(reply.status, 204);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !h.deliveries("/t/open").await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the finished delivery was never purged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(runs.count("open:"), 1);
+    // The same body again is still a duplicate: de-duplication outlives the history.
+    assert_eq!(
+        h.request("POST", "/t/open", &[], r#"{"n":1}"#).await.status,
+        204
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(runs.count("open:"), 1);
+}
+
+#[tokio::test]
+async fn a_dedup_window_shorter_than_the_history_is_refused() {
+    let runs = Runs::default();
+    let error = hooksmith::App::builder()
+        .ignore_env()
+        .var("PIPELINE_SECRET", SECRET)
+        .var("HOOKSMITH_SECRET_HOOKS_GITHUB", SECRET)
+        .state(runs)
+        .history(Duration::from_secs(7200))
+        .dedup_ttl(Duration::from_secs(3600))
+        .build()
+        .expect_err("refused");
+    assert!(
+        error.to_string().contains("HOOKSMITH_DEDUP_SECS"),
+        "{error}"
+    );
+}

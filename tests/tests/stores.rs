@@ -316,9 +316,109 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(listed[0].handlers.len(), 1);
 }
 
+/// Retention: finished history goes, work never does, and keys outlive their deliveries.
+async fn retention(store: Arc<dyn Store>) {
+    let s = &*store;
+    let day = 86_400_000;
+    let old = |key: &str, handlers: &[&str]| {
+        let mut d = delivery(key, handlers);
+        d.received_at_ms = now() - 10 * day;
+        d
+    };
+    let keys: Vec<String> = ["a", "b", "c", "d"].iter().map(|k| unique(k)).collect();
+    let mut ids = Vec::new();
+    for (key, handlers) in keys.iter().zip([&["z"][..], &["z"], &[], &["z"]]) {
+        let Ingest::Stored { id, .. } = s.ingest(old(key, handlers)).await.unwrap() else {
+            panic!()
+        };
+        ids.push(id);
+    }
+    let Ingest::Stored { id: fresh, .. } = s.ingest(delivery(&unique("e"), &[])).await.unwrap()
+    else {
+        panic!()
+    };
+    let claimed = claim_n(s, 3, 60_000).await;
+    assert_eq!(claimed.len(), 3);
+    for job in &claimed {
+        let result = match job.delivery.id {
+            id if id == ids[0] => JobResult::Succeeded,
+            id if id == ids[1] => JobResult::Failed {
+                error: "x".into(),
+                retry_at_ms: None,
+            },
+            _ => JobResult::Failed {
+                error: "x".into(),
+                retry_at_ms: Some(now() + day),
+            },
+        };
+        s.finish(job.id, result, now()).await.unwrap();
+    }
+    let policy = |keep_at_most| hooksmith::store::Retention {
+        history_before_ms: now() - 3 * day,
+        keep_at_most,
+        keys_before_ms: now() - 7 * day,
+    };
+    assert_eq!(
+        s.purge(policy(None)).await.unwrap(),
+        (2, 2),
+        "the old acknowledged and unhandled ones"
+    );
+    assert!(s.get(ids[0]).await.unwrap().is_none());
+    assert!(s.get(ids[2]).await.unwrap().is_none());
+    for kept in [ids[1], ids[3], fresh] {
+        assert!(
+            s.get(kept).await.unwrap().is_some(),
+            "dead, retrying and recent deliveries stay"
+        );
+    }
+    assert!(
+        matches!(
+            s.ingest(old(&keys[0], &[])).await.unwrap(),
+            Ingest::Stored { .. }
+        ),
+        "its key went with it"
+    );
+    assert_eq!(
+        s.ingest(old(&keys[1], &["z"])).await.unwrap(),
+        Ingest::Duplicate { id: ids[1] }
+    );
+    // A count cap keeps the newest finished deliveries.
+    for _ in 0..3 {
+        s.ingest(delivery(&unique("f"), &[])).await.unwrap();
+    }
+    let finished_before = s
+        .list(&DeliveryQuery {
+            status: Some(DeliveryStatus::Unhandled),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(finished_before.len(), 5);
+    let (removed, _) = s.purge(policy(Some(1))).await.unwrap();
+    assert_eq!(removed, 4);
+    let finished_after = s
+        .list(&DeliveryQuery {
+            status: Some(DeliveryStatus::Unhandled),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        finished_after.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [finished_before[0].id]
+    );
+    assert!(
+        s.get(ids[1]).await.unwrap().is_some(),
+        "dead work is never purged"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store() {
     suite(Arc::new(MemoryStore::new())).await;
+    retention(Arc::new(MemoryStore::new())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -326,6 +426,11 @@ async fn sqlite_store() {
     let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_suite")));
     let store = SqliteStore::open(&format!("sqlite:{}", path.display())).unwrap();
     suite(Arc::new(store)).await;
+    let retained = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_retention")));
+    retention(Arc::new(
+        SqliteStore::open(&format!("sqlite:{}", retained.display())).unwrap(),
+    ))
+    .await;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
@@ -350,6 +455,9 @@ async fn postgres_store() {
     let schema = unique("hs_suite");
     let store = PostgresStore::open(&url, Some(&schema)).unwrap();
     suite(Arc::new(store)).await;
+    drop_schema(&url, &schema).await;
+    let schema = unique("hs_retention");
+    retention(Arc::new(PostgresStore::open(&url, Some(&schema)).unwrap())).await;
     drop_schema(&url, &schema).await;
 }
 

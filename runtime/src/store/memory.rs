@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
     ClaimedJob, Connection, DeliveryQuery, DeliveryStatus, DeliverySummary, Ingest, JobResult,
-    JobStatus, JobSummary, NewDelivery, NewJob, Store, StoreError, StoreFuture, StoreInfo,
-    StoredDelivery,
+    JobStatus, JobSummary, NewDelivery, NewJob, Retention, Store, StoreError, StoreFuture,
+    StoreInfo, StoredDelivery,
 };
 
 /// A [`Store`] that keeps everything in memory. Not durable: the startup banner says so.
@@ -19,7 +19,8 @@ pub struct MemoryStore {
 struct Inner {
     next_id: i64,
     deliveries: BTreeMap<i64, Entry>,
-    keys: HashMap<String, i64>,
+    /// Idempotency key → (delivery, first seen).
+    keys: HashMap<String, (i64, i64)>,
     jobs: HashMap<i64, Job>,
     /// Unclaimed jobs by due time.
     due: BTreeSet<(i64, i64)>,
@@ -116,7 +117,7 @@ impl Store for MemoryStore {
     fn ingest(&self, new: NewDelivery) -> StoreFuture<'_, Ingest> {
         Box::pin(async move {
             let mut inner = self.lock()?;
-            if let Some(&id) = inner.keys.get(&new.key) {
+            if let Some(&(id, _)) = inner.keys.get(&new.key) {
                 return Ok(Ingest::Duplicate { id });
             }
             let id = inner.id();
@@ -163,7 +164,7 @@ impl Store for MemoryStore {
                 body: new.body,
                 received_at_ms: new.received_at_ms,
             });
-            inner.keys.insert(new.key, id);
+            inner.keys.insert(new.key, (id, new.received_at_ms));
             inner.deliveries.insert(
                 id,
                 Entry {
@@ -327,6 +328,56 @@ impl Store for MemoryStore {
                 ids.push(id);
             }
             Ok(ids)
+        })
+    }
+
+    fn purge(&self, policy: Retention) -> StoreFuture<'_, (u64, u64)> {
+        Box::pin(async move {
+            let mut inner = self.lock()?;
+            let finished: Vec<i64> = inner
+                .deliveries
+                .iter()
+                .filter(|(_, e)| {
+                    let status = DeliveryStatus::from_jobs(
+                        e.jobs
+                            .iter()
+                            .filter_map(|j| inner.jobs.get(j))
+                            .map(|j| j.status),
+                    );
+                    matches!(
+                        status,
+                        DeliveryStatus::Acknowledged | DeliveryStatus::Unhandled
+                    )
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            let keep = policy
+                .keep_at_most
+                .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            let overflow = finished.len().saturating_sub(keep);
+            let doomed: Vec<i64> = finished
+                .iter()
+                .enumerate()
+                .filter(|(i, id)| {
+                    *i < overflow
+                        || inner.deliveries[*id].record.received_at_ms < policy.history_before_ms
+                })
+                .map(|(_, id)| *id)
+                .collect();
+            for id in &doomed {
+                if let Some(entry) = inner.deliveries.remove(id) {
+                    for job in entry.jobs {
+                        inner.jobs.remove(&job);
+                    }
+                }
+            }
+            let before = inner.keys.len();
+            let deliveries = std::mem::take(&mut inner.deliveries);
+            inner.keys.retain(|_, (id, seen)| {
+                *seen >= policy.keys_before_ms || deliveries.contains_key(id)
+            });
+            inner.deliveries = deliveries;
+            Ok((doomed.len() as u64, (before - inner.keys.len()) as u64))
         })
     }
 

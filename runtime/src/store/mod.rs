@@ -319,6 +319,17 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// What [`Store::purge`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished deliveries received before this time (ms since the epoch) go.
+    pub history_before_ms: i64,
+    /// At most this many finished deliveries stay (seed 003's `event_history_size`).
+    pub keep_at_most: Option<u64>,
+    /// Idempotency keys first seen before this time go, once their delivery is gone.
+    pub keys_before_ms: i64,
+}
+
 /// How a store describes itself in the startup banner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreInfo {
@@ -362,6 +373,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Puts up to `limit` dead jobs back in the queue with a fresh retry budget; returns how many.
     fn requeue_dead(&self, limit: usize, now_ms: i64) -> StoreFuture<'_, u64>;
+
+    /// Forgets finished history: deliveries received before `history_before_ms` whose status is
+    /// `acknowledged` or `unhandled`, and beyond the newest `keep_at_most` such deliveries; never
+    /// a delivery with pending, running, retrying or dead work. Then idempotency keys older than
+    /// `keys_before_ms` whose delivery is gone. Returns `(deliveries, keys)` removed.
+    fn purge(&self, policy: Retention) -> StoreFuture<'_, (u64, u64)>;
 
     /// Creates or replaces a tenant connection.
     fn put_connection(&self, connection: Connection) -> StoreFuture<'_, ()>;

@@ -14,6 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 use tokio::sync::OnceCell;
 
+use super::Retention;
 use super::sql::{self, DeliveryRow, JobRow, error};
 use super::{
     ClaimedJob, Connection, DeliveryQuery, DeliverySummary, Ingest, JobResult, NewDelivery, NewJob,
@@ -516,6 +517,51 @@ impl Store for PostgresStore {
                 .map_err(&write)?;
             tx.commit().await.map_err(&write)?;
             Ok(ids)
+        })
+    }
+
+    fn purge(&self, policy: Retention) -> StoreFuture<'_, (u64, u64)> {
+        Box::pin(async move {
+            self.ready().await?;
+            let write = error("purging history");
+            let mut tx = self.pool.begin().await.map_err(&write)?;
+            // Finished deliveries older than the window, or beyond the newest `keep_at_most`.
+            let doomed = "SELECT id FROM hooksmith_deliveries
+                 WHERE status IN ('acknowledged', 'unhandled')
+                   AND (received_at_ms < $1 OR id < COALESCE((
+                        SELECT id FROM hooksmith_deliveries WHERE status IN ('acknowledged', 'unhandled')
+                        ORDER BY id DESC LIMIT 1 OFFSET $2), 0))";
+            let keep = policy.keep_at_most.map_or(i64::MAX, |n| {
+                i64::try_from(n.max(1)).unwrap_or(i64::MAX) - 1
+            });
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM hooksmith_jobs WHERE delivery IN ({doomed})"
+            )))
+            .bind(policy.history_before_ms)
+            .bind(keep)
+            .execute(&mut *tx)
+            .await
+            .map_err(&write)?;
+            let deliveries = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM hooksmith_deliveries WHERE id IN ({doomed})"
+            )))
+            .bind(policy.history_before_ms)
+            .bind(keep)
+            .execute(&mut *tx)
+            .await
+            .map_err(&write)?
+            .rows_affected();
+            let keys = sqlx::query(
+                "DELETE FROM hooksmith_keys WHERE seen_at_ms < $1
+                   AND NOT EXISTS (SELECT 1 FROM hooksmith_deliveries d WHERE d.id = hooksmith_keys.delivery)",
+            )
+            .bind(policy.keys_before_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(&write)?
+            .rows_affected();
+            tx.commit().await.map_err(&write)?;
+            Ok((deliveries, keys))
         })
     }
 
