@@ -67,11 +67,31 @@ pub(crate) struct Shared {
     pub(crate) wake: Arc<Notify>,
     pub(crate) admin_token: Option<String>,
     pub(crate) tenants: crate::tenants::Tenants,
+    pub(crate) transitions: tokio::sync::broadcast::Sender<crate::observe::Transition>,
 }
 
 impl Shared {
     pub(crate) fn wake_workers(&self) {
         self.wake.notify_one();
+    }
+
+    /// Publishes a transition that is already stored (or, for a rejection, final).
+    pub(crate) fn publish(
+        &self,
+        endpoint: &str,
+        delivery_id: &str,
+        record_id: Option<i64>,
+        kind: crate::observe::TransitionKind,
+    ) {
+        if self.transitions.receiver_count() > 0 {
+            let _ = self.transitions.send(crate::observe::Transition {
+                endpoint: endpoint.to_owned(),
+                delivery_id: delivery_id.to_owned(),
+                record_id,
+                kind,
+                at_ms: self.clock.now_ms(),
+            });
+        }
     }
 }
 
@@ -370,6 +390,7 @@ impl AppBuilder {
             wake: Arc::new(Notify::new()),
             admin_token: self.admin_token,
             tenants: crate::tenants::Tenants::default(),
+            transitions: tokio::sync::broadcast::channel(crate::observe::CAPACITY).0,
         });
         let (stop, stop_rx) = watch::channel(false);
         let worker = runtime.spawn(worker::run(
@@ -497,6 +518,12 @@ impl App {
         let ep = self.shared.endpoints.iter().find(|e| e.path == path)?;
         let signing = ep.signing.as_ref()?;
         (signing.sign)(&signing.params(), signing.secret.expose_str(), input).ok()
+    }
+
+    /// Every delivery transition from now on, each published after it is stored. A receiver that
+    /// falls more than 4,096 transitions behind is told how many it missed.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::observe::Transition> {
+        self.shared.transitions.subscribe()
     }
 
     /// The address `serve` listens on.

@@ -54,6 +54,7 @@ mod filter;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod observe;
 mod outcome;
 mod pipeline;
 mod receiver;
@@ -85,6 +86,7 @@ pub use app::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, HandlerError};
 pub use extract::{Context, Delivery, Form, FromDelivery, Headers, Json, Raw, State, StateMap};
+pub use observe::{Transition, TransitionKind};
 pub use outcome::{IntoHandledOutcome, IntoOutcome, Outcome};
 pub use receiver::{Event, Receiver, ReceiverError};
 pub use spec::{Ack, Encoding, Endpoint, Filter, Retry, SecretSource, Target, Value};

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::app::Shared;
 use crate::error::Rejection;
+use crate::observe::TransitionKind;
 use crate::registry::{EndpointRt, HandlerRt, Source};
 use crate::routing::{self, Scalar};
 use crate::scheme::SignedRequest;
@@ -55,6 +56,19 @@ pub(crate) async fn receive(
             accepted.response
         }
         Err(rejection) => {
+            if !matches!(
+                rejection,
+                Rejection::NotFound | Rejection::MethodNotAllowed(_)
+            ) {
+                shared.publish(
+                    endpoint.path,
+                    "",
+                    None,
+                    TransitionKind::Rejected {
+                        reason: rejection.reason().to_owned(),
+                    },
+                );
+            }
             tracing::warn!(
                 target: "hooksmith::request",
                 endpoint = endpoint.path,
@@ -196,6 +210,12 @@ async fn accept(
         tracing::error!(target: "hooksmith::store", endpoint = ep.path, %error, "delivery not stored; answering 503");
         Rejection::Unavailable
     })?;
+    let (record, kind) = match &ingest {
+        Ingest::Duplicate { id } => (*id, TransitionKind::Duplicate),
+        Ingest::Stored { id, jobs } if jobs.is_empty() => (*id, TransitionKind::Unhandled),
+        Ingest::Stored { id, .. } => (*id, TransitionKind::Received),
+    };
+    shared.publish(ep.path, &delivery_id, Some(record), kind);
     let accepted = |response: Response, outcome| Accepted {
         response,
         outcome,

@@ -10,6 +10,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use crate::HandlerError;
 use crate::app::Shared;
 use crate::extract::Context;
+use crate::observe::TransitionKind;
 use crate::outcome::Outcome;
 use crate::registry::HandlerRt;
 use crate::routing;
@@ -179,11 +180,30 @@ pub(crate) async fn run_once(
             }
         }
     };
-    finish(shared, job, result).await;
+    let kind = match &result {
+        JobResult::Succeeded => TransitionKind::Succeeded {
+            handler: handler.name.to_owned(),
+        },
+        JobResult::Failed {
+            retry_at_ms: Some(_),
+            ..
+        } => TransitionKind::Retrying {
+            handler: handler.name.to_owned(),
+            attempt,
+        },
+        JobResult::Failed {
+            retry_at_ms: None, ..
+        } => TransitionKind::Dead {
+            handler: handler.name.to_owned(),
+        },
+    };
+    if finish(shared, job, result).await {
+        shared.publish(&record.endpoint, &record.delivery_id, Some(record.id), kind);
+    }
     outcome
 }
 
-async fn finish(shared: &Arc<Shared>, job: i64, result: JobResult) {
+async fn finish(shared: &Arc<Shared>, job: i64, result: JobResult) -> bool {
     let retry = matches!(
         result,
         JobResult::Failed {
@@ -195,10 +215,12 @@ async fn finish(shared: &Arc<Shared>, job: i64, result: JobResult) {
     if let Err(error) = shared.store.finish(job, result, now).await {
         // The lease expires and the job runs again: at least once, never dropped.
         tracing::error!(target: "hooksmith::worker", job, %error, "recording a job's result failed");
+        return false;
     }
     if retry {
         shared.wake_workers();
     }
+    true
 }
 
 /// Runs the handler in its own task (a panic becomes a failure), renewing the job's lease while it

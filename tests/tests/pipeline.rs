@@ -610,3 +610,58 @@ async fn a_dedup_window_shorter_than_the_history_is_refused() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn transitions_are_published_after_they_are_stored() {
+    use hooksmith::TransitionKind;
+    let runs = Runs::default();
+    let h = app(&runs);
+    let mut transitions = h.app.subscribe();
+    let body = serde_json::json!({"type": "flaky", "id": "obs-1"});
+    assert_eq!(send(&h, body.clone()).await, 204);
+    assert_eq!(send(&h, body).await, 204);
+    assert_eq!(
+        h.request(
+            "POST",
+            "/t/hooks",
+            &[("x-signature", "sha256=00".into())],
+            "{}"
+        )
+        .await
+        .status,
+        401
+    );
+    let mut seen = Vec::new();
+    while seen.len() < 6 {
+        let t = tokio::time::timeout(Duration::from_secs(10), transitions.recv())
+            .await
+            .expect("in time")
+            .unwrap();
+        if let TransitionKind::Succeeded { .. } | TransitionKind::Retrying { .. } = &t.kind {
+            // Stored before it was published: the admin API already shows it.
+            let stored = h
+                .admin(&format!("/admin/deliveries/{}", t.record_id.unwrap()))
+                .await;
+            let attempts = handler(&stored, "flaky")["attempts"].as_u64().unwrap();
+            if let TransitionKind::Retrying { attempt, .. } = &t.kind {
+                assert!(attempts >= u64::from(*attempt));
+            } else {
+                assert_eq!(handler(&stored, "flaky")["status"], "succeeded");
+            }
+        }
+        seen.push(t.kind);
+    }
+    let flaky = |attempt| TransitionKind::Retrying {
+        handler: "flaky".into(),
+        attempt,
+    };
+    assert_eq!(seen[0], TransitionKind::Received);
+    assert!(seen.contains(&TransitionKind::Duplicate));
+    assert!(seen.contains(&TransitionKind::Rejected {
+        reason: "signature_malformed".into()
+    }));
+    assert!(seen.contains(&flaky(1)) && seen.contains(&flaky(2)));
+    assert!(seen.contains(&TransitionKind::Succeeded {
+        handler: "flaky".into()
+    }));
+}
