@@ -67,6 +67,8 @@ struct ListParams {
     delivery_id: Option<String>,
     limit: Option<usize>,
     before: Option<i64>,
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
 }
 
 /// A delivery as the admin API returns it.
@@ -106,6 +108,8 @@ async fn list(State(shared): State<Arc<Shared>>, Query(params): Query<ListParams
         event: params.event,
         delivery_id: params.delivery_id,
         before: params.before,
+        received_since_ms: params.since_ms,
+        received_until_ms: params.until_ms,
         limit: params.limit.unwrap_or(100).min(MAX_LIST_LIMIT),
     };
     match shared.store.list(&query).await {

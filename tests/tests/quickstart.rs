@@ -466,6 +466,8 @@ async fn the_admin_list_filters_and_pages_newest_first() {
         ))
         .await;
     assert_eq!(next[0]["delivery_id"], ids[2].as_str());
+    let future = h.admin("/admin/deliveries?since_ms=99999999999999").await;
+    assert!(future.as_array().unwrap().is_empty());
     let none = h.admin("/admin/deliveries?event=issues").await;
     assert!(none.as_array().unwrap().is_empty());
 }

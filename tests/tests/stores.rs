@@ -288,6 +288,27 @@ async fn suite(store: Arc<dyn Store>) {
         .unwrap();
     assert!(none.is_empty());
     assert!(s.get(i64::MAX).await.unwrap().is_none());
+    let window = |since, until| DeliveryQuery {
+        received_since_ms: since,
+        received_until_ms: until,
+        limit: 100,
+        ..Default::default()
+    };
+    assert!(
+        s.list(&window(Some(now() + 3_600_000), None))
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing from the future"
+    );
+    assert_eq!(
+        s.list(&window(Some(0), Some(now() + 1)))
+            .await
+            .unwrap()
+            .len(),
+        all.len()
+    );
+    assert!(s.list(&window(None, Some(0))).await.unwrap().is_empty());
 
     // Fifty identical deliveries at once: one stored, forty-nine duplicates.
     let same = unique("same");
@@ -877,6 +898,95 @@ mod through_the_app {
             404
         );
         assert_eq!(push(h, "acme", "acme-secret-3", "t-7").await, 404);
+    }
+
+    #[derive(Clone)]
+    struct Resume(
+        Arc<std::sync::Mutex<Vec<(u32, i64)>>>,
+        hooksmith::ManualClock,
+    );
+
+    #[webhook(
+        path = "/resume",
+        sig = "none",
+        id_header = "x-id",
+        retry(max = 3, backoff = "60s", factor = 1)
+    )]
+    async fn resumed(d: Delivery, log: State<Resume>) -> hooksmith::Result {
+        use hooksmith::Clock;
+        log.0
+            .0
+            .lock()
+            .unwrap()
+            .push((d.attempt(), log.0.1.now_ms()));
+        if d.attempt() == 1 {
+            Err(hooksmith::HandlerError::new("first"))
+        } else {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_restart_resumes_retries_at_their_persisted_time() {
+        let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_resume")));
+        let url = format!("sqlite:{}", path.display());
+        let start = 1_700_000_000_000;
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let build = |clock: &hooksmith::ManualClock| {
+            let app = hooksmith::App::builder()
+                .ignore_env()
+                .only_explicit_handlers()
+                .handler::<resumed>()
+                .store(SqliteStore::open(&url).unwrap())
+                .clock(clock.clone())
+                .state(Resume(log.clone(), clock.clone()))
+                .admin_token(ADMIN_TOKEN)
+                .build()
+                .unwrap();
+            Harness::new(app)
+        };
+        let clock = hooksmith::ManualClock::default();
+        clock.set_secs(start / 1000);
+        let first = build(&clock);
+        assert_eq!(
+            first
+                .request("POST", "/resume", &[("x-id", "r-1".into())], "{}")
+                .await
+                .status,
+            204
+        );
+        let retrying = first.wait_for_status("/resume", "r-1", "dispatched").await;
+        let next = loop {
+            let d = first
+                .admin(&format!("/admin/deliveries/{}", retrying["id"]))
+                .await;
+            if let Some(at) = handler(&d, "resumed")["next_attempt_at_ms"].as_i64() {
+                break at;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(next > start, "the retry is scheduled in the future");
+        let Harness { app, router } = first;
+        drop(router);
+        app.shutdown().await;
+
+        // A new process on the same file, its clock still before the retry time: nothing runs.
+        let second = build(&clock);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(log.lock().unwrap().len(), 1);
+        // At the persisted time, it does.
+        clock.set_secs(next / 1000 + 1);
+        second
+            .wait_for_status("/resume", "r-1", "acknowledged")
+            .await;
+        let runs = log.lock().unwrap().clone();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[1].0, 2);
+        assert!(
+            runs[1].1 >= next,
+            "run at {} before its time {next}",
+            runs[1].1
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -458,6 +458,10 @@ impl Store for MemoryStore {
                             .delivery_id
                             .as_ref()
                             .is_none_or(|v| *v == r.delivery_id)
+                        && query
+                            .received_since_ms
+                            .is_none_or(|t| r.received_at_ms >= t)
+                        && query.received_until_ms.is_none_or(|t| r.received_at_ms < t)
                 })
                 .map(|(_, e)| inner.summary(e))
                 .filter(|s| query.status.is_none_or(|status| status == s.status))

@@ -283,6 +283,10 @@ pub struct DeliveryQuery {
     pub delivery_id: Option<String>,
     /// Only ids below this one (paging).
     pub before: Option<i64>,
+    /// Only deliveries received at or after this time (ms since the epoch).
+    pub received_since_ms: Option<i64>,
+    /// Only deliveries received before this time (ms since the epoch).
+    pub received_until_ms: Option<i64>,
     /// At most this many.
     pub limit: usize,
 }

@@ -649,6 +649,7 @@ impl Store for SqliteStore {
                 "SELECT id, delivery_id, endpoint, event, status, received_at_ms FROM hooksmith_deliveries
                  WHERE (?1 IS NULL OR endpoint = ?1) AND (?2 IS NULL OR status = ?2)
                    AND (?3 IS NULL OR event = ?3) AND (?4 IS NULL OR delivery_id = ?4) AND id < ?5
+                   AND received_at_ms >= ?7 AND received_at_ms < ?8
                  ORDER BY id DESC LIMIT ?6",
             )
             .bind(&query.endpoint)
@@ -657,6 +658,8 @@ impl Store for SqliteStore {
             .bind(&query.delivery_id)
             .bind(query.before.unwrap_or(i64::MAX))
             .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
+            .bind(query.received_since_ms.unwrap_or(i64::MIN))
+            .bind(query.received_until_ms.unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
             .map_err(error("listing deliveries"))?;
