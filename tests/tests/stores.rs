@@ -621,6 +621,7 @@ mod through_the_app {
             .store(store)
             .state(runs.clone())
             .state(order.clone())
+            .state(Resume(Arc::default(), hooksmith::ManualClock::default()))
             .admin_token(ADMIN_TOKEN)
             .build()
             .unwrap();
