@@ -351,6 +351,7 @@ impl AppBuilder {
     /// Validates everything and starts the workers. Must run inside a Tokio runtime.
     pub fn build(self) -> Result<App, Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        crate::telemetry::install();
         if self.config.dedup_ttl < self.config.history {
             return Err(Error::Config(vec![format!(
                 "de-duplication must remember deliveries at least as long as the history keeps them: the idempotency TTL ({} s) is shorter than the history ({} s); raise HOOKSMITH_DEDUP_SECS or lower HOOKSMITH_HISTORY_SECS",
@@ -416,7 +417,9 @@ impl AppBuilder {
 }
 
 fn router_for(shared: &Arc<Shared>) -> Router {
-    let mut router = Router::new().route("/healthz", get(|| async { "ok\n" }));
+    let mut router = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_text));
     for endpoint in &shared.endpoints {
         let (shared, ep) = (shared.clone(), endpoint.clone());
         let route = if endpoint.tenant {
@@ -437,6 +440,22 @@ fn router_for(shared: &Arc<Shared>) -> Router {
         router = router.merge(admin::router(shared.clone()));
     }
     router
+}
+
+async fn metrics_text() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match crate::telemetry::render() {
+        Some(text) => (
+            [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            text,
+        )
+            .into_response(),
+        None => (
+            http::StatusCode::NOT_FOUND,
+            "this process installed its own metrics recorder; hooksmith's metrics are there\n",
+        )
+            .into_response(),
+    }
 }
 
 /// A built hooksmith app: its router, its workers, and the address it serves on.

@@ -63,6 +63,7 @@ mod routing;
 pub mod scheme;
 mod spec;
 pub mod store;
+mod telemetry;
 mod tenants;
 pub mod testing;
 mod worker;

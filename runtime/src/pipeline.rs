@@ -25,6 +25,7 @@ use crate::routing::{self, Scalar};
 use crate::scheme::SignedRequest;
 use crate::spec::Ack;
 use crate::store::{Ingest, NewDelivery, NewJob};
+use crate::telemetry;
 use crate::worker;
 
 /// The longest idempotency key stored as is; longer keys are folded to their SHA-256.
@@ -40,9 +41,12 @@ pub(crate) async fn receive(
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let result = accept(&shared, &endpoint, connection, parts, body).await;
-    let micros = started.elapsed().as_micros();
+    let took = started.elapsed();
+    let micros = took.as_micros();
     match result {
         Ok(accepted) => {
+            let status = accepted.response.status().as_u16();
+            telemetry::request(endpoint.path, status, accepted.outcome, None, took);
             tracing::info!(
                 target: "hooksmith::request",
                 endpoint = endpoint.path,
@@ -76,7 +80,16 @@ pub(crate) async fn receive(
                 reason = rejection.reason(),
                 latency_us = micros,
             );
-            rejection.into_response()
+            let reason = rejection.reason().to_owned();
+            let response = rejection.into_response();
+            telemetry::request(
+                endpoint.path,
+                response.status().as_u16(),
+                "rejected",
+                Some(&reason),
+                took,
+            );
+            response
         }
     }
 }

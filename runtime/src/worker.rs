@@ -197,6 +197,19 @@ pub(crate) async fn run_once(
             handler: handler.name.to_owned(),
         },
     };
+    crate::telemetry::handler_run(
+        handler.name,
+        match &result {
+            JobResult::Succeeded => "succeeded",
+            JobResult::Failed {
+                retry_at_ms: Some(_),
+                ..
+            } => "retrying",
+            JobResult::Failed {
+                retry_at_ms: None, ..
+            } => "dead",
+        },
+    );
     if finish(shared, job, result).await {
         shared.publish(&record.endpoint, &record.delivery_id, Some(record.id), kind);
     }

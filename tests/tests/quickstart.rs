@@ -654,3 +654,39 @@ async fn slack_answers_its_challenge_and_routes_event_callbacks() {
         .await;
     assert_eq!(handler(&delivery, "slack_event")["status"], "succeeded");
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_endpoint_status_and_reason() {
+    let h = harness().await;
+    let id = fresh_id();
+    assert_eq!(
+        h.post_signed("/hooks/github", &github("pull_request", &id), PR_OPENED)
+            .await
+            .status,
+        204
+    );
+    let mut bad = github("pull_request", &fresh_id());
+    bad.push(("x-hub-signature-256", "sha256=00".into()));
+    assert_eq!(
+        h.request("POST", "/hooks/github", &bad, PR_OPENED.to_vec())
+            .await
+            .status,
+        401
+    );
+    h.wait_for_status("/hooks/github", &id, "acknowledged")
+        .await;
+    let reply = h.request("GET", "/metrics", &[], Body::empty()).await;
+    assert_eq!(reply.status, 200);
+    let text = String::from_utf8_lossy(&reply.body);
+    // Other tests in this binary share the process's recorder: look for the series, not totals.
+    for series in [
+        r#"hooksmith_requests_total{endpoint="/hooks/github",status="204",outcome="stored"}"#,
+        r#"hooksmith_requests_total{endpoint="/hooks/github",status="401",outcome="rejected"}"#,
+        r#"hooksmith_rejected_total{endpoint="/hooks/github",reason="signature_malformed"}"#,
+        r#"hooksmith_handler_runs_total{handler="pr_opened",result="succeeded"}"#,
+        r#"hooksmith_ack_seconds_bucket{endpoint="/hooks/github""#,
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+    assert!(!text.contains(GITHUB_SECRET));
+}
