@@ -13,8 +13,9 @@ const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const SLACK_SECRET: &str = "quickstart slack secret";
 const PR_OPENED: &[u8] = include_bytes!("../fixtures/pull_request.opened.1k.json");
 
-async fn harness() -> Harness {
-    let app = quickstart::builder()
+/// The quickstart's handlers on a memory store, with every secret set.
+fn configured() -> hooksmith::AppBuilder {
+    quickstart::builder()
         .expect("environment")
         .store(hooksmith::store::MemoryStore::new())
         .only_explicit_handlers()
@@ -23,6 +24,10 @@ async fn harness() -> Harness {
         .var("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
         .var("STANDARD_WEBHOOK_SECRET", STANDARD_SECRET)
         .var("SLACK_SIGNING_SECRET", SLACK_SECRET)
+}
+
+async fn harness() -> Harness {
+    let app = configured()
         .admin_token(ADMIN_TOKEN)
         .build()
         .expect("quickstart builds");
@@ -206,15 +211,8 @@ async fn bad_missing_empty_and_stale_signatures_are_401_and_store_nothing() {
 async fn githubs_published_vector_passes_verification() {
     // GitHub's documented example: secret "It's a Secret to Everybody", body "Hello, World!".
     // The body is not JSON, so once verified it is refused as malformed (400), not as unsigned.
-    let app = quickstart::builder()
-        .unwrap()
-        .store(hooksmith::store::MemoryStore::new())
-        .only_explicit_handlers()
+    let app = configured()
         .var("GITHUB_WEBHOOK_SECRET", "It's a Secret to Everybody")
-        .var("CONNECTOR_SECRET", CONNECTOR_SECRET)
-        .var("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
-        .var("STANDARD_WEBHOOK_SECRET", STANDARD_SECRET)
-        .var("SLACK_SIGNING_SECRET", SLACK_SECRET)
         .build()
         .unwrap();
     let h = Harness::new(app);
@@ -417,17 +415,7 @@ async fn the_admin_api_needs_its_token_and_redacts_signatures() {
 
 #[tokio::test]
 async fn the_admin_api_is_not_mounted_without_a_token() {
-    let app = quickstart::builder()
-        .unwrap()
-        .store(hooksmith::store::MemoryStore::new())
-        .only_explicit_handlers()
-        .var("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)
-        .var("CONNECTOR_SECRET", CONNECTOR_SECRET)
-        .var("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
-        .var("STANDARD_WEBHOOK_SECRET", STANDARD_SECRET)
-        .var("SLACK_SIGNING_SECRET", SLACK_SECRET)
-        .build()
-        .unwrap();
+    let app = configured().build().unwrap();
     let h = Harness::new(app);
     let reply = h
         .request(
@@ -486,21 +474,7 @@ mod over_tcp {
 
     #[tokio::test]
     async fn a_real_client_gets_204_401_and_413() {
-        let app = quickstart::builder()
-            .unwrap()
-            .store(hooksmith::store::MemoryStore::new())
-            .only_explicit_handlers()
-            .var("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)
-            .var("CONNECTOR_SECRET", CONNECTOR_SECRET)
-            .var("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
-            .var("STANDARD_WEBHOOK_SECRET", STANDARD_SECRET)
-            .var("SLACK_SIGNING_SECRET", SLACK_SECRET)
-            .var("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
-            .var("STANDARD_WEBHOOK_SECRET", STANDARD_SECRET)
-            .var("SLACK_SIGNING_SECRET", SLACK_SECRET)
-            .admin_token(ADMIN_TOKEN)
-            .build()
-            .unwrap();
+        let app = configured().admin_token(ADMIN_TOKEN).build().unwrap();
         let signature = app.sign("/hooks/github", PR_OPENED).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

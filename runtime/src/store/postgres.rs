@@ -9,13 +9,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 use tokio::sync::OnceCell;
 
 use super::Retention;
-use super::sql::{self, DeliveryRow, JobRow, error};
+use super::sql::{self, JobRow, error};
 use super::{
     ClaimedJob, Connection, DeliveryQuery, DeliverySummary, Ingest, JobResult, NewDelivery, NewJob,
     Store, StoreError, StoreFuture, StoreInfo, StoredDelivery,
@@ -170,60 +169,7 @@ impl PostgresStore {
     }
 }
 
-fn connection_row(row: &PgRow) -> Result<Connection, StoreError> {
-    let get = error("reading a connection");
-    let secrets: String = row.try_get("secrets").map_err(&get)?;
-    Ok(Connection {
-        name: row.try_get("name").map_err(&get)?,
-        kind: row.try_get("kind").map_err(&get)?,
-        secrets: serde_json::from_str(&secrets)
-            .map_err(|e| StoreError(format!("reading a connection: {e}")))?,
-        signature_header: row.try_get("signature_header").map_err(&get)?,
-        nonce_header: row.try_get("nonce_header").map_err(&get)?,
-    })
-}
-
-fn job_row(row: &PgRow) -> Result<JobRow, StoreError> {
-    let get = error("reading a job");
-    Ok(JobRow {
-        id: row.try_get("id").map_err(&get)?,
-        delivery: row.try_get("delivery").map_err(&get)?,
-        handler: row.try_get("handler").map_err(&get)?,
-        status: row.try_get("status").map_err(&get)?,
-        attempts: row.try_get("attempts").map_err(&get)?,
-        last_error: row.try_get("last_error").map_err(&get)?,
-        next_at_ms: row.try_get("next_at_ms").map_err(&get)?,
-    })
-}
-
-fn delivery_row(row: &PgRow) -> Result<DeliveryRow, StoreError> {
-    let get = error("reading a delivery");
-    Ok(DeliveryRow {
-        id: row.try_get("id").map_err(&get)?,
-        delivery_id: row.try_get("delivery_id").map_err(&get)?,
-        endpoint: row.try_get("endpoint").map_err(&get)?,
-        event: row.try_get("event").map_err(&get)?,
-        status: row.try_get("status").map_err(&get)?,
-        received_at_ms: row.try_get("received_at_ms").map_err(&get)?,
-    })
-}
-
-fn stored(row: &PgRow) -> Result<StoredDelivery, StoreError> {
-    let get = error("reading a delivery");
-    let headers: String = row.try_get("headers").map_err(&get)?;
-    let body: Vec<u8> = row.try_get("body").map_err(&get)?;
-    Ok(StoredDelivery {
-        id: row.try_get("id").map_err(&get)?,
-        key: row.try_get("idem_key").map_err(&get)?,
-        endpoint: row.try_get("endpoint").map_err(&get)?,
-        connection: row.try_get("connection").map_err(&get)?,
-        event: row.try_get("event").map_err(&get)?,
-        delivery_id: row.try_get("delivery_id").map_err(&get)?,
-        headers: sql::decode_headers(&headers),
-        body: Bytes::from(body),
-        received_at_ms: row.try_get("received_at_ms").map_err(&get)?,
-    })
-}
+sql::row_readers!(PgRow);
 
 impl Store for PostgresStore {
     fn info(&self) -> StoreInfo {

@@ -135,3 +135,74 @@ pub(super) fn assemble(
 pub(super) fn error(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |e| StoreError(format!("{what}: {e}"))
 }
+
+/// The functions that read rows into the store's types, written once for both backends' row
+/// types.
+macro_rules! row_readers {
+    ($row:ty) => {
+        fn connection_row(
+            row: &$row,
+        ) -> Result<$crate::store::Connection, $crate::store::StoreError> {
+            use ::sqlx::Row as _;
+            let get = $crate::store::sql::error("reading a connection");
+            let secrets: String = row.try_get("secrets").map_err(&get)?;
+            Ok($crate::store::Connection {
+                name: row.try_get("name").map_err(&get)?,
+                kind: row.try_get("kind").map_err(&get)?,
+                secrets: serde_json::from_str(&secrets)
+                    .map_err(|e| $crate::store::StoreError(format!("reading a connection: {e}")))?,
+                signature_header: row.try_get("signature_header").map_err(&get)?,
+                nonce_header: row.try_get("nonce_header").map_err(&get)?,
+            })
+        }
+
+        fn job_row(row: &$row) -> Result<$crate::store::sql::JobRow, $crate::store::StoreError> {
+            use ::sqlx::Row as _;
+            let get = $crate::store::sql::error("reading a job");
+            Ok($crate::store::sql::JobRow {
+                id: row.try_get("id").map_err(&get)?,
+                delivery: row.try_get("delivery").map_err(&get)?,
+                handler: row.try_get("handler").map_err(&get)?,
+                status: row.try_get("status").map_err(&get)?,
+                attempts: row.try_get("attempts").map_err(&get)?,
+                last_error: row.try_get("last_error").map_err(&get)?,
+                next_at_ms: row.try_get("next_at_ms").map_err(&get)?,
+            })
+        }
+
+        fn delivery_row(
+            row: &$row,
+        ) -> Result<$crate::store::sql::DeliveryRow, $crate::store::StoreError> {
+            use ::sqlx::Row as _;
+            let get = $crate::store::sql::error("reading a delivery");
+            Ok($crate::store::sql::DeliveryRow {
+                id: row.try_get("id").map_err(&get)?,
+                delivery_id: row.try_get("delivery_id").map_err(&get)?,
+                endpoint: row.try_get("endpoint").map_err(&get)?,
+                event: row.try_get("event").map_err(&get)?,
+                status: row.try_get("status").map_err(&get)?,
+                received_at_ms: row.try_get("received_at_ms").map_err(&get)?,
+            })
+        }
+
+        fn stored(row: &$row) -> Result<$crate::store::StoredDelivery, $crate::store::StoreError> {
+            use ::sqlx::Row as _;
+            let get = $crate::store::sql::error("reading a delivery");
+            let headers: String = row.try_get("headers").map_err(&get)?;
+            let body: Vec<u8> = row.try_get("body").map_err(&get)?;
+            Ok($crate::store::StoredDelivery {
+                id: row.try_get("id").map_err(&get)?,
+                key: row.try_get("idem_key").map_err(&get)?,
+                endpoint: row.try_get("endpoint").map_err(&get)?,
+                connection: row.try_get("connection").map_err(&get)?,
+                event: row.try_get("event").map_err(&get)?,
+                delivery_id: row.try_get("delivery_id").map_err(&get)?,
+                headers: $crate::store::sql::decode_headers(&headers),
+                body: ::bytes::Bytes::from(body),
+                received_at_ms: row.try_get("received_at_ms").map_err(&get)?,
+            })
+        }
+    };
+}
+
+pub(super) use row_readers;
