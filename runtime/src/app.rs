@@ -461,7 +461,7 @@ async fn metrics_text() -> axum::response::Response {
 /// A built hooksmith app: its router, its workers, and the address it serves on.
 #[derive(Debug)]
 pub struct App {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     router: Router,
     addr: String,
     generated: Vec<GeneratedSecret>,
