@@ -44,9 +44,11 @@ async fn authorize(State(shared): State<Arc<Shared>>, request: Request, next: Ne
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let expected = shared.admin_token.as_deref().unwrap_or("");
-    let ok: bool =
-        !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()));
+    let expected = shared
+        .admin_token
+        .as_ref()
+        .map_or(&b""[..], crate::scheme::Secret::expose);
+    let ok: bool = !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected));
     if ok {
         next.run(request).await
     } else {

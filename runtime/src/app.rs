@@ -65,7 +65,7 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: Config,
     pub(crate) wake: Arc<Notify>,
-    pub(crate) admin_token: Option<String>,
+    pub(crate) admin_token: Option<crate::scheme::Secret>,
     pub(crate) tenants: crate::tenants::Tenants,
     pub(crate) transitions: tokio::sync::broadcast::Sender<crate::observe::Transition>,
 }
@@ -389,7 +389,7 @@ impl AppBuilder {
             clock: self.clock,
             config: self.config,
             wake: Arc::new(Notify::new()),
-            admin_token: self.admin_token,
+            admin_token: self.admin_token.map(crate::scheme::Secret::new),
             tenants: crate::tenants::Tenants::default(),
             transitions: tokio::sync::broadcast::channel(crate::observe::CAPACITY).0,
         });
@@ -459,7 +459,6 @@ async fn metrics_text() -> axum::response::Response {
 }
 
 /// A built hooksmith app: its router, its workers, and the address it serves on.
-#[derive(Debug)]
 pub struct App {
     pub(crate) shared: Arc<Shared>,
     router: Router,
@@ -467,6 +466,26 @@ pub struct App {
     generated: Vec<GeneratedSecret>,
     stop: watch::Sender<bool>,
     worker: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for App {
+    /// Names what the app serves; never a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("addr", &self.addr)
+            .field(
+                "endpoints",
+                &self
+                    .shared
+                    .endpoints
+                    .iter()
+                    .map(|e| e.path)
+                    .collect::<Vec<_>>(),
+            )
+            .field("store", &self.shared.store.info().kind)
+            .field("admin_api", &self.shared.admin_token.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl App {

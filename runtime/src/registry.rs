@@ -105,10 +105,19 @@ pub(crate) struct SecretLookup<'a> {
 }
 
 /// A secret generated in development mode, to print once.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct GeneratedSecret {
     pub(crate) var: &'static str,
     pub(crate) value: String,
+}
+
+impl std::fmt::Debug for GeneratedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeneratedSecret")
+            .field("var", &self.var)
+            .field("value", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The result of building.
