@@ -11,6 +11,7 @@
 //! | `hooksmith_ack_seconds` | `endpoint` — time from request to acknowledgement |
 //! | `hooksmith_handler_runs_total` | `handler`, `result` (`succeeded`, `retrying`, `dead`) |
 //! | `hooksmith_dead_total` | `handler` |
+//! | `hooksmith_queue_depth` | — jobs pending, running or retrying (sampled every second) |
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -62,6 +63,11 @@ pub(crate) fn request(
         metrics::histogram!("hooksmith_ack_seconds", "endpoint" => endpoint)
             .record(took.as_secs_f64());
     }
+}
+
+pub(crate) fn queue_depth(jobs: u64) {
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!("hooksmith_queue_depth").set(jobs as f64);
 }
 
 pub(crate) fn handler_run(handler: &'static str, result: &'static str) {

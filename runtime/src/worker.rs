@@ -32,11 +32,20 @@ pub(crate) async fn run(
     // Once the app's stop handle is dropped, only dropping the app itself stops the worker.
     let mut stoppable = true;
     let mut last_purge = tokio::time::Instant::now();
+    let mut last_depth = tokio::time::Instant::now()
+        .checked_sub(IDLE_POLL)
+        .unwrap_or_else(tokio::time::Instant::now);
     loop {
         if *stop.borrow() {
             break;
         }
         let Some(app) = shared.upgrade() else { break };
+        if last_depth.elapsed() >= IDLE_POLL {
+            last_depth = tokio::time::Instant::now();
+            if let Ok(depth) = app.store.queue_depth().await {
+                crate::telemetry::queue_depth(depth);
+            }
+        }
         if last_purge.elapsed() >= app.config.purge_every {
             last_purge = tokio::time::Instant::now();
             purge(&app).await;

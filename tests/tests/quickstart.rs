@@ -659,6 +659,7 @@ async fn metrics_count_requests_by_endpoint_status_and_reason() {
         r#"hooksmith_rejected_total{endpoint="/hooks/github",reason="signature_malformed"}"#,
         r#"hooksmith_handler_runs_total{handler="pr_opened",result="succeeded"}"#,
         r#"hooksmith_ack_seconds_bucket{endpoint="/hooks/github""#,
+        "hooksmith_queue_depth",
     ] {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }

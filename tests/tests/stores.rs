@@ -325,6 +325,10 @@ async fn suite(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(stored, 1);
+    assert!(
+        s.queue_depth().await.unwrap() >= 1,
+        "the new job waits in the queue"
+    );
     let listed = s
         .list(&DeliveryQuery {
             delivery_id: Some(same),

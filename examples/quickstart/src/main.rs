@@ -10,11 +10,15 @@ use std::fmt::Write as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // `HOOKSMITH_LOG=json` writes one JSON object per line; `RUST_LOG` filters as usual.
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::env::var("HOOKSMITH_LOG").is_ok_and(|v| v == "json") {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.init();
+    }
     let app = quickstart::builder()?.dev_secrets(true).build()?;
     if !app.generated_secrets().is_empty() {
         eprintln!("{}", dev_banner(&app));

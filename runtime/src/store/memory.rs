@@ -381,6 +381,23 @@ impl Store for MemoryStore {
         })
     }
 
+    fn queue_depth(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let inner = self.lock()?;
+            let open = inner
+                .jobs
+                .values()
+                .filter(|j| {
+                    matches!(
+                        j.status,
+                        JobStatus::Pending | JobStatus::Running | JobStatus::Retrying
+                    )
+                })
+                .count();
+            Ok(open as u64)
+        })
+    }
+
     fn put_connection(&self, connection: Connection) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             self.lock()?

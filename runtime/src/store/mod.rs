@@ -384,6 +384,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `keys_before_ms` whose delivery is gone. Returns `(deliveries, keys)` removed.
     fn purge(&self, policy: Retention) -> StoreFuture<'_, (u64, u64)>;
 
+    /// Jobs not finished yet (pending, running or retrying): the queue's depth.
+    fn queue_depth(&self) -> StoreFuture<'_, u64>;
+
     /// Creates or replaces a tenant connection.
     fn put_connection(&self, connection: Connection) -> StoreFuture<'_, ()>;
 

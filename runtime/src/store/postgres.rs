@@ -511,6 +511,19 @@ impl Store for PostgresStore {
         })
     }
 
+    fn queue_depth(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            self.ready().await?;
+            let depth: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM hooksmith_jobs WHERE status IN ('pending', 'running', 'retrying')",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(error("measuring the queue"))?;
+            Ok(u64::try_from(depth).unwrap_or(0))
+        })
+    }
+
     fn put_connection(&self, connection: Connection) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             self.ready().await?;
