@@ -68,6 +68,23 @@ impl TestClient {
         &self.app
     }
 
+    /// Sends any request through the router (the admin API, `/healthz`, ...) and reads the whole
+    /// answer.
+    pub async fn call(&self, request: http::Request<Body>) -> http::Response<Bytes> {
+        let mut router = self.router.clone();
+        let response = match tower_service::Service::call(&mut router, request).await {
+            Ok(response) => response,
+            Err(infallible) => match infallible {},
+        };
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        http::Response::from_parts(parts, body)
+    }
+
     /// A delivery to `path`, signed with the endpoint's first secret.
     pub fn post(&self, path: &str) -> TestRequest<'_> {
         TestRequest {
