@@ -5,6 +5,66 @@ use std::time::{Duration, Instant};
 
 pub mod process;
 
+/// The guide's `introduction` chapter, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/introduction.md")]
+mod book_introduction {}
+
+/// The guide's `quickstart` chapter, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/quickstart.md")]
+mod book_quickstart {}
+
+/// The guide's `attribute` chapter, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/attribute.md")]
+mod book_attribute {}
+
+/// The guide's `schemes` chapter, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/schemes.md")]
+mod book_schemes {}
+
+/// The guide's `filters` chapter, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/filters.md")]
+mod book_filters {}
+
+/// The guide's `extractors` chapter, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/extractors.md")]
+mod book_extractors {}
+
+/// The guide's `delivery` chapter, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/delivery.md")]
+mod book_delivery {}
+
+/// The guide's `storage` chapter, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/storage.md")]
+mod book_storage {}
+
+/// The guide's `admin-and-cli` chapter, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/admin-and-cli.md")]
+mod book_admin_and_cli {}
+
+/// The guide's `testing` chapter, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/testing.md")]
+mod book_testing {}
+
+/// The guide's `security` chapter, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/security.md")]
+mod book_security {}
+
+/// The guide's `operations` chapter, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/operations.md")]
+mod book_operations {}
+
+/// The guide's `performance` chapter, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/performance.md")]
+mod book_performance {}
+
+/// The guide's `migrating` chapter, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/migrating.md")]
+mod book_migrating {}
+
+/// The guide's `troubleshooting` chapter, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/troubleshooting.md")]
+mod book_troubleshooting {}
+
 /// The README's code, compiled as a doctest.
 #[doc = include_str!("../../README.md")]
 mod readme {}

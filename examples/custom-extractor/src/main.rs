@@ -6,6 +6,7 @@
 use hooksmith::{Context, Delivery, FromDelivery, HandlerError, webhook};
 use serde::Deserialize;
 
+// ANCHOR: extractor
 /// The `owner/name` of the repository a delivery is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repository(pub String);
@@ -26,6 +27,7 @@ impl FromDelivery for Repository {
         Ok(Repository(envelope.repository.full_name.to_owned()))
     }
 }
+// ANCHOR_END: extractor
 
 /// Takes the custom extractor like any other.
 #[webhook(path = "/github", sig = "github", event = "push")]

@@ -21,6 +21,7 @@ async fn served_by(mut response: Response) -> Response {
     response
 }
 
+// ANCHOR: merge
 /// The existing app with hooksmith's router merged in.
 pub fn router(app: &hooksmith::App) -> Router {
     Router::new()
@@ -28,6 +29,7 @@ pub fn router(app: &hooksmith::App) -> Router {
         .merge(app.router())
         .layer(middleware::map_response(served_by))
 }
+// ANCHOR_END: merge
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -44,6 +44,7 @@ pub async fn check_pull_request(event: Json<PullRequestEvent>) -> hooksmith::Res
     Ok(())
 }
 
+// ANCHOR: filters
 /// A merged pull request: the filter reads a nested boolean.
 #[webhook(path = "/github", sig = "github", event = "pull_request.closed", filter("pull_request.merged" = true))]
 pub async fn merged(event: Json<PullRequestEvent>) -> hooksmith::Result {
@@ -64,6 +65,7 @@ pub async fn mentioned(comment: serde_json::Value) -> hooksmith::Result {
     tracing::info!(issue = %comment["issue"]["number"], "mentioned");
     Ok(())
 }
+// ANCHOR_END: filters
 
 /// The app, with its handlers registered explicitly.
 pub fn app() -> Result<hooksmith::AppBuilder, hooksmith::Error> {

@@ -11,6 +11,7 @@
 
 use hooksmith::{Delivery, webhook};
 
+// ANCHOR: tenant
 /// Every tenant's pushes; `Delivery::connection()` says whose.
 #[webhook(path = "/webhooks/github/{connection}", sig = "github", event = "push")]
 pub async fn tenant_push(delivery: Delivery) -> hooksmith::Result {
@@ -21,6 +22,7 @@ pub async fn tenant_push(delivery: Delivery) -> hooksmith::Result {
     );
     Ok(())
 }
+// ANCHOR_END: tenant
 
 /// The app.
 pub fn app() -> Result<hooksmith::AppBuilder, hooksmith::Error> {

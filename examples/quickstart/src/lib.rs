@@ -48,12 +48,14 @@ pub struct Issue {
     pub number: u64,
 }
 
+// ANCHOR: pr_opened
 /// A GitHub pull request was opened.
 #[webhook(path = "/hooks/github", sig = "github", event = "pull_request.opened")]
 pub async fn pr_opened(pr: Json<PullRequestEvent>, delivery: Delivery) -> hooksmith::Result {
     tracing::info!(number = pr.number, title = %pr.pull_request.title, id = delivery.id(), "PR opened");
     Ok(())
 }
+// ANCHOR_END: pr_opened
 
 /// Any GitHub `issues` event.
 #[webhook(path = "/hooks/github", sig = "github", event = "issues")]
@@ -125,6 +127,7 @@ pub async fn slack_event(event: serde_json::Value, delivery: Delivery) -> hooksm
     Ok(())
 }
 
+// ANCHOR: connector
 /// Seed 001's connector, declared once and shared by its handlers.
 pub const CONNECTOR: Endpoint = Endpoint::new("/events")
     .sig("hmac-sha256")
@@ -132,6 +135,7 @@ pub const CONNECTOR: Endpoint = Endpoint::new("/events")
     .prefix("sha256=")
     .event_field("type")
     .secrets(&[SecretSource::env("CONNECTOR_SECRET")]);
+// ANCHOR_END: connector
 
 /// One user action of an `actions` event.
 #[derive(Debug, Deserialize)]

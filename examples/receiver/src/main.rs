@@ -25,6 +25,7 @@ pub struct SummaryPayload {
     pub summary: String,
 }
 
+// ANCHOR: receiver
 /// The receiver with its callbacks.
 pub fn receiver(secret: &str) -> Result<Receiver, ReceiverError> {
     Ok(Receiver::new(secret)?
@@ -35,6 +36,7 @@ pub fn receiver(secret: &str) -> Result<Receiver, ReceiverError> {
             tracing::info!(summary = %payload.summary, "summary");
         }))
 }
+// ANCHOR_END: receiver
 
 async fn events(
     State(receiver): State<Arc<Receiver>>,

@@ -64,6 +64,7 @@ pub struct PaymentIntent {
     pub metadata: HashMap<String, String>,
 }
 
+// ANCHOR: handler
 /// Credits the order, once per event.
 #[webhook(path = "/stripe", sig = "stripe", event = "payment_intent.succeeded")]
 pub async fn payment_succeeded(
@@ -84,6 +85,7 @@ pub async fn payment_succeeded(
     }
     Ok(())
 }
+// ANCHOR_END: handler
 
 /// The app.
 pub fn app(ledger: Ledger) -> Result<hooksmith::AppBuilder, hooksmith::Error> {
