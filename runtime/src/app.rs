@@ -111,6 +111,7 @@ pub struct AppBuilder {
     addr: Option<String>,
     disabled: Vec<String>,
     config: Config,
+    file: Result<crate::config_file::ConfigFile, String>,
 }
 
 impl std::fmt::Debug for AppBuilder {
@@ -139,6 +140,7 @@ impl Default for AppBuilder {
             admin_token: None,
             addr: None,
             disabled: Vec::new(),
+            file: Ok(crate::config_file::ConfigFile::default()),
             config: Config {
                 lease_ms: 5 * 60 * 1000,
                 concurrency: 64,
@@ -237,6 +239,19 @@ impl AppBuilder {
         self
     }
 
+    /// Reads per-endpoint and per-handler settings from a `hooksmith.toml` (see the guide's
+    /// Operations chapter); `HOOKSMITH_CONFIG` names it too, and `hooksmith.toml` in the working
+    /// directory is read when present. An unreadable file, an unknown key, or a path or handler
+    /// the app does not have stops the app.
+    pub fn config_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        self.file = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {name}: {e}"))
+            .and_then(|text| crate::config_file::ConfigFile::parse(&name, &text));
+        self
+    }
+
     /// How long finished (`acknowledged`, `unhandled`) deliveries stay in the history (default
     /// [`DEFAULT_HISTORY`]); pending, retrying and dead work is never purged.
     pub fn history(mut self, keep: Duration) -> Self {
@@ -280,6 +295,13 @@ impl AppBuilder {
     /// `HOOKSMITH_ADMIN_TOKEN`, `HOOKSMITH_DISABLED`, `HOOKSMITH_PUBLIC_URL` and
     /// `HOOKSMITH_LEASE_MS`.
     pub fn from_env(mut self) -> Result<Self, Error> {
+        match self.lookup("HOOKSMITH_CONFIG") {
+            Some(path) => self = self.config_file(path),
+            None if std::path::Path::new("hooksmith.toml").exists() => {
+                self = self.config_file("hooksmith.toml")
+            }
+            None => {}
+        }
         let seconds = |this: &Self, name: &str| -> Result<Option<u64>, Error> {
             this.lookup(name)
                 .map(|v| {
@@ -368,7 +390,8 @@ impl AppBuilder {
             var: &var,
             generate_missing: self.dev_secrets,
         };
-        let built = registry::build(registrations, &self.state, &lookup, &self.disabled)
+        let file = self.file.clone().map_err(|e| Error::Config(vec![e]))?;
+        let built = registry::build(registrations, &self.state, &lookup, &self.disabled, &file)
             .map_err(Error::Config)?;
         let handlers = built
             .endpoints

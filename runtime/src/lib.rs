@@ -48,6 +48,7 @@
 mod admin;
 mod app;
 mod clock;
+mod config_file;
 mod error;
 mod extract;
 mod filter;

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use http::{HeaderName, HeaderValue, Method};
 
 use crate::__private::{Registration, RunFn};
+use crate::config_file::{self, ConfigFile};
 use crate::extract::StateMap;
 use crate::filter::Compiled;
 use crate::routing::FieldPlan;
@@ -136,6 +137,7 @@ pub(crate) fn build(
     state: &StateMap,
     secrets: &SecretLookup<'_>,
     disabled: &[String],
+    file: &ConfigFile,
 ) -> Result<Built, Vec<String>> {
     let mut errors = Vec::new();
     let mut regs = registrations;
@@ -160,6 +162,21 @@ pub(crate) fn build(
         groups.entry(r.endpoint.path).or_default().push(r);
     }
 
+    for path in file.endpoints.keys() {
+        if !groups.contains_key(path.as_str()) {
+            errors.push(format!(
+                "hooksmith.toml names the endpoint `{path}`, which this app does not have; mounted: {}",
+                groups.keys().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    for name in file.handlers.keys() {
+        if !by_name.contains_key(name.as_str()) {
+            errors.push(format!(
+                "hooksmith.toml names the handler `{name}`, which this app does not have"
+            ));
+        }
+    }
     let mut endpoints = Vec::new();
     let mut generated = Vec::new();
     for (path, group) in groups {
@@ -175,7 +192,7 @@ pub(crate) fn build(
                 ));
             }
         }
-        match endpoint(first, &group, state, secrets, &mut generated) {
+        match endpoint(first, &group, state, secrets, &mut generated, file) {
             Ok(ep) => {
                 if disabled.iter().any(|d| d == path) {
                     ep.enabled
@@ -243,9 +260,11 @@ fn endpoint(
     state: &StateMap,
     lookup: &SecretLookup<'_>,
     generated: &mut Vec<GeneratedSecret>,
+    file: &ConfigFile,
 ) -> Result<EndpointRt, Vec<String>> {
     let e = &first.endpoint;
     let at = location(first);
+    let overrides = file.endpoints.get(e.path).cloned().unwrap_or_default();
     let path = e.path;
     let mut errors = Vec::new();
 
@@ -278,8 +297,20 @@ fn endpoint(
             "{at}: `{path}` is a per-tenant endpoint: its secrets belong to its connections (admin API), remove `secret`"
         ));
     }
+    let from_file: Option<Vec<(&'static str, bool)>> = overrides.secrets.as_ref().map(|names| {
+        names
+            .iter()
+            .map(|n| {
+                let (name, optional) = config_file::secret_name(n);
+                // Read once at startup and kept for the life of the app.
+                (&*Box::leak(name.to_owned().into_boxed_str()), optional)
+            })
+            .collect()
+    });
     let sources: Vec<(&'static str, bool)> = if tenant {
         Vec::new()
+    } else if let Some(names) = from_file.filter(|_| scheme.needs_secret) {
+        names
     } else if !scheme.needs_secret {
         if !e.secrets.is_empty() {
             errors.push(format!(
@@ -469,6 +500,42 @@ fn endpoint(
         if let Err(message) = (r.check)(state) {
             errors.push(format!("{at}: {message}"));
         }
+        let handler_overrides = file.handlers.get(r.name);
+        let retry = match handler_overrides
+            .and_then(|o| o.retry.as_ref())
+            .map(|o| o.apply(r.retry))
+        {
+            Some(Ok(retry)) => retry,
+            Some(Err(message)) => {
+                errors.push(format!(
+                    "{at}: hooksmith.toml [handlers.{}] retry: {message}",
+                    r.name
+                ));
+                r.retry
+            }
+            None => r.retry,
+        };
+        let timeout_ms = match handler_overrides
+            .and_then(|o| o.timeout.as_deref())
+            .map(hooksmith_grammar::parse_duration_ms)
+        {
+            Some(Ok(ms)) if ms > 0 => ms,
+            Some(Ok(_)) => {
+                errors.push(format!(
+                    "{at}: hooksmith.toml [handlers.{}] timeout must be longer than zero",
+                    r.name
+                ));
+                DEFAULT_TIMEOUT_MS
+            }
+            Some(Err(e)) => {
+                errors.push(format!(
+                    "{at}: hooksmith.toml [handlers.{}] timeout: {}",
+                    r.name, e.message
+                ));
+                DEFAULT_TIMEOUT_MS
+            }
+            None => r.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+        };
         handlers.push(Arc::new(HandlerRt {
             name: r.name,
             events,
@@ -476,8 +543,8 @@ fn endpoint(
             order_slot,
             filter,
             ack: r.ack,
-            retry: r.retry,
-            timeout_ms: r.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+            retry,
+            timeout_ms,
             run: r.run,
         }));
     }
@@ -500,15 +567,22 @@ fn endpoint(
             secret_names: sources.iter().map(|(v, _)| *v).collect(),
             methods,
             allow,
-            max_body: e.max_body.or(d.max_body).unwrap_or(DEFAULT_MAX_BODY),
-            tolerance_secs: e.tolerance_secs.unwrap_or(DEFAULT_TOLERANCE_SECS),
+            max_body: overrides
+                .max_body
+                .or(e.max_body)
+                .or(d.max_body)
+                .unwrap_or(DEFAULT_MAX_BODY),
+            tolerance_secs: overrides
+                .tolerance
+                .or(e.tolerance_secs)
+                .unwrap_or(DEFAULT_TOLERANCE_SECS),
             event,
             id,
             plan,
             signing,
             redact,
             handlers,
-            enabled: AtomicBool::new(e.enabled),
+            enabled: AtomicBool::new(overrides.enabled.unwrap_or(e.enabled)),
         }),
         _ => Err(errors),
     }

@@ -665,3 +665,133 @@ async fn transitions_are_published_after_they_are_stored() {
         handler: "flaky".into()
     }));
 }
+
+fn toml_file(text: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "hooksmith-{}-{}.toml",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn hooksmith_toml_changes_limits_retries_and_secrets_without_a_rebuild() {
+    let runs = Runs::default();
+    let file = toml_file(
+        r#"
+        [endpoints."/t/hooks"]
+        max_body = 64
+        secrets = ["TOML_SECRET", "TOML_OLD_SECRET?"]
+
+        [endpoints."/t/open"]
+        enabled = false
+
+        [handlers.always_fails]
+        retry = { max = 0 }
+        "#,
+    );
+    let h = app_with(&runs, |b| {
+        b.config_file(&file).var("TOML_SECRET", "from the file")
+    });
+    let small = serde_json::json!({"type": "fail", "id": "toml-1"}).to_string();
+    let signature = h.app.sign("/t/hooks", small.as_bytes()).unwrap();
+    let reply = h
+        .request(
+            "POST",
+            "/t/hooks",
+            &[("x-signature", signature[0].1.to_str().unwrap().to_owned())],
+            small.clone(),
+        )
+        .await;
+    assert_eq!(reply.status, 204);
+    let delivery = h.wait_for_status("/t/hooks", "toml-1", "dead").await;
+    assert_eq!(
+        handler(&delivery, "always_fails")["attempts"],
+        1,
+        "retry.max = 0 from the file"
+    );
+    let big =
+        serde_json::json!({"type": "fail", "id": "toml-2", "pad": "x".repeat(100)}).to_string();
+    assert_eq!(
+        h.post_signed("/t/hooks", &[], big.as_bytes()).await.status,
+        413
+    );
+    assert_eq!(
+        h.request("POST", "/t/open", &[], "{}").await.status,
+        404,
+        "disabled in the file"
+    );
+    // The secret came from the file's variable: the pipeline secret no longer verifies.
+    let other = hooksmith::testing::sign(
+        "hmac-sha256",
+        &hooksmith::testing::Params {
+            header: Some("X-Signature"),
+            prefix: Some("sha256="),
+            encoding: None,
+        },
+        SECRET,
+        &hooksmith::testing::SignInput {
+            body: small.as_bytes(),
+            timestamp: 0,
+            id: "",
+            url: "",
+            content_type: None,
+        },
+    )
+    .unwrap();
+    let reply = h
+        .request(
+            "POST",
+            "/t/hooks",
+            &[("x-signature", other[0].1.to_str().unwrap().to_owned())],
+            small,
+        )
+        .await;
+    assert_eq!(reply.status, 401);
+}
+
+#[tokio::test]
+async fn a_hooksmith_toml_with_a_typo_stops_the_app() {
+    for (text, expected) in [
+        (
+            "[endpoints.\"/t/hookz\"]\nmax_body = 1",
+            "`/t/hookz`, which this app does not have",
+        ),
+        (
+            "[handlers.always_fail]\ntimeout = \"1s\"",
+            "`always_fail`, which this app does not have",
+        ),
+        ("[endpoints.\"/t/hooks\"]\nmax_bdy = 1", "max_bdy"),
+        (
+            "[handlers.always_fails]\nretry = { backoff = \"soon\" }",
+            "invalid duration",
+        ),
+    ] {
+        let file = toml_file(text);
+        let error = hooksmith::App::builder()
+            .ignore_env()
+            .var("PIPELINE_SECRET", SECRET)
+            .var("HOOKSMITH_SECRET_HOOKS_GITHUB", SECRET)
+            .state(Runs::default())
+            .config_file(&file)
+            .build()
+            .expect_err(text)
+            .to_string();
+        assert!(error.contains(expected), "{text}: {error}");
+    }
+    let missing = hooksmith::App::builder()
+        .ignore_env()
+        .config_file("/no/such/hooksmith.toml")
+        .build()
+        .unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("cannot read /no/such/hooksmith.toml"),
+        "{missing}"
+    );
+}
