@@ -40,7 +40,14 @@ pub(crate) async fn receive(
 ) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let result = accept(&shared, &endpoint, connection, parts, body).await;
+    let span = tracing::info_span!(
+        "hooksmith.request",
+        endpoint = endpoint.path,
+        connection = connection.as_deref()
+    );
+    let result =
+        tracing::Instrument::instrument(accept(&shared, &endpoint, connection, parts, body), span)
+            .await;
     let took = started.elapsed();
     let micros = took.as_micros();
     match result {
