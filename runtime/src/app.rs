@@ -41,6 +41,9 @@ pub(crate) struct Config {
     pub(crate) history_max: Option<u64>,
     pub(crate) dedup_ttl: Duration,
     pub(crate) purge_every: Duration,
+    pub(crate) max_in_flight: usize,
+    pub(crate) body_idle_timeout: Duration,
+    pub(crate) body_deadline: Duration,
 }
 
 impl Config {
@@ -68,6 +71,33 @@ pub(crate) struct Shared {
     pub(crate) admin_token: Option<crate::scheme::Secret>,
     pub(crate) tenants: crate::tenants::Tenants,
     pub(crate) transitions: tokio::sync::broadcast::Sender<crate::observe::Transition>,
+    pub(crate) in_flight: InFlight,
+}
+
+/// Requests being handled, against the instance's cap.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight(std::sync::atomic::AtomicUsize);
+
+/// One request's place; dropping it frees the place.
+pub(crate) struct Slot<'a>(&'a InFlight);
+
+impl InFlight {
+    /// A place, or `None` when `cap` requests are already in flight.
+    pub(crate) fn enter(&self, cap: usize) -> Option<Slot<'_>> {
+        use std::sync::atomic::Ordering;
+        let previous = self.0.fetch_add(1, Ordering::AcqRel);
+        if previous >= cap {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Slot(self))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl Shared {
@@ -150,6 +180,9 @@ impl Default for AppBuilder {
                 history_max: None,
                 dedup_ttl: DEFAULT_DEDUP_TTL,
                 purge_every: Duration::from_secs(60),
+                max_in_flight: 1024,
+                body_idle_timeout: Duration::from_secs(10),
+                body_deadline: Duration::from_secs(60),
             },
         }
     }
@@ -278,6 +311,21 @@ impl AppBuilder {
         self
     }
 
+    /// How many requests may be in flight at once (default 1,024); past it, requests are answered
+    /// 503 with `Retry-After` at once instead of queueing (`HOOKSMITH_MAX_IN_FLIGHT`).
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.config.max_in_flight = requests.max(1);
+        self
+    }
+
+    /// The longest wait between two chunks of a body, and for the whole body (defaults 10 s and
+    /// 60 s); a slower client is answered 408.
+    pub fn body_timeouts(mut self, idle: Duration, total: Duration) -> Self {
+        self.config.body_idle_timeout = idle;
+        self.config.body_deadline = total;
+        self
+    }
+
     /// How long shutdown waits for running handlers (default 30 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.config.shutdown_grace = grace;
@@ -319,6 +367,9 @@ impl AppBuilder {
         }
         if let Some(max) = seconds(&self, "HOOKSMITH_HISTORY_MAX")? {
             self.config.history_max = Some(max.max(1));
+        }
+        if let Some(max) = seconds(&self, "HOOKSMITH_MAX_IN_FLIGHT")? {
+            self.config.max_in_flight = usize::try_from(max).unwrap_or(usize::MAX).max(1);
         }
         if let Some(lease) = self.lookup("HOOKSMITH_LEASE_MS") {
             let ms: i64 = lease.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
@@ -415,6 +466,7 @@ impl AppBuilder {
             admin_token: self.admin_token.map(crate::scheme::Secret::new),
             tenants: crate::tenants::Tenants::default(),
             transitions: tokio::sync::broadcast::channel(crate::observe::CAPACITY).0,
+            in_flight: InFlight::default(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let worker = runtime.spawn(worker::run(

@@ -122,6 +122,14 @@ pub(crate) enum Rejection {
     StaleTimestamp,
     Malformed(String),
     Unavailable,
+    /// More requests in flight than the instance's cap: answered at once, never queued.
+    Overloaded,
+    /// The body did not arrive in time (idle between chunks, or in all).
+    SlowBody,
+    /// A `Content-Encoding` other than `identity`.
+    Encoded,
+    /// A panic in request handling.
+    Panicked,
 }
 
 impl Rejection {
@@ -135,6 +143,10 @@ impl Rejection {
             Rejection::StaleTimestamp => "timestamp_window",
             Rejection::Malformed(_) => "malformed",
             Rejection::Unavailable => "store_unavailable",
+            Rejection::Overloaded => "overloaded",
+            Rejection::SlowBody => "slow_body",
+            Rejection::Encoded => "content_encoding",
+            Rejection::Panicked => "panic",
         }
     }
 }
@@ -165,6 +177,19 @@ impl IntoResponse for Rejection {
                 format!("malformed body: {reason}\n"),
             )
                 .into_response(),
+            Rejection::Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+                "too many requests in flight, retry shortly\n",
+            )
+                .into_response(),
+            Rejection::SlowBody => (StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time\n").into_response(),
+            Rejection::Encoded => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "compressed bodies are not accepted: send the body uncompressed (Content-Encoding: identity)\n",
+            )
+                .into_response(),
+            Rejection::Panicked => (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response(),
             Rejection::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, HeaderValue::from_static("5"))],

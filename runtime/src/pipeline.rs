@@ -40,14 +40,37 @@ pub(crate) async fn receive(
 ) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
+    let Some(_slot) = shared.in_flight.enter(shared.config.max_in_flight) else {
+        telemetry::request(
+            endpoint.path,
+            503,
+            "rejected",
+            Some(Rejection::Overloaded.reason()),
+            started.elapsed(),
+        );
+        return Rejection::Overloaded.into_response();
+    };
     let span = tracing::info_span!(
         "hooksmith.request",
         endpoint = endpoint.path,
         connection = connection.as_deref()
     );
-    let result =
-        tracing::Instrument::instrument(accept(&shared, &endpoint, connection, parts, body), span)
-            .await;
+    // Request handling runs in its own task: a panic anywhere in it becomes a 500, and the
+    // process keeps serving.
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        {
+            let (shared, endpoint) = (shared.clone(), endpoint.clone());
+            async move { accept(&shared, &endpoint, connection, parts, body).await }
+        },
+        span,
+    ));
+    let result = match task.await {
+        Ok(result) => result,
+        Err(join) => {
+            tracing::error!(target: "hooksmith::request", endpoint = endpoint.path, panic = join.is_panic(), "request handling failed");
+            Err(Rejection::Panicked)
+        }
+    };
     let took = started.elapsed();
     let micros = took.as_micros();
     match result {
@@ -136,14 +159,17 @@ async fn accept(
     if declared.is_some_and(|len| len > ep.max_body) {
         return Err(Rejection::TooLarge);
     }
-    let limit = usize::try_from(ep.max_body).unwrap_or(usize::MAX);
-    let body: Bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(Rejection::TooLarge);
-        }
-        Err(_) => return Err(Rejection::Malformed("the body could not be read".into())),
-    };
+    // Signatures cover the bytes as sent; decompressing first would verify something else, and
+    // an unbounded decompression is a bomb. Compressed bodies are refused (415).
+    if parts
+        .headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(Rejection::Encoded);
+    }
+    let body = read_body(body, ep.max_body, &shared.config).await?;
 
     let now_ms = shared.clock.now_ms();
     let now_secs = now_ms.div_euclid(1000);
@@ -276,6 +302,34 @@ async fn accept(
         _ => Rejection::Unavailable.into_response(),
     };
     Ok(accepted(response, "handled"))
+}
+
+/// Reads the body whole, at most `max` bytes, with no more than the idle timeout between chunks
+/// and the deadline in all: a trickling client is cut off with 408.
+async fn read_body(body: Body, max: u64, config: &crate::app::Config) -> Result<Bytes, Rejection> {
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    let mut body = Limited::new(body, limit);
+    let deadline = tokio::time::Instant::now() + config.body_deadline;
+    let mut collected = bytes::BytesMut::new();
+    loop {
+        let wait = config
+            .body_idle_timeout
+            .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let frame = match tokio::time::timeout(wait, body.frame()).await {
+            Err(_) => return Err(Rejection::SlowBody),
+            Ok(None) => return Ok(collected.freeze()),
+            Ok(Some(Err(error))) if error.downcast_ref::<LengthLimitError>().is_some() => {
+                return Err(Rejection::TooLarge);
+            }
+            Ok(Some(Err(_))) => {
+                return Err(Rejection::Malformed("the body could not be read".into()));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            collected.extend_from_slice(&data);
+        }
+    }
 }
 
 pub(crate) fn read(

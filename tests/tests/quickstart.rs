@@ -316,9 +316,17 @@ async fn a_payload_that_does_not_fit_the_type_is_a_recorded_retried_failure_not_
         .post_signed("/hooks/github", &github("pull_request", &id), body)
         .await;
     assert_eq!(reply.status, 204);
-    let delivery = h.wait_for_status("/hooks/github", &id, "dispatched").await;
+    // Dispatched while the run is in flight; retrying once its failure is recorded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let delivery = loop {
+        let delivery = h.wait_for_status("/hooks/github", &id, "dispatched").await;
+        if handler(&delivery, "pr_opened")["status"] == "retrying" {
+            break delivery;
+        }
+        assert!(std::time::Instant::now() < deadline, "{delivery}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     let pr = handler(&delivery, "pr_opened");
-    assert_eq!(pr["status"], "retrying", "{delivery}");
     assert_eq!(pr["attempts"], 1);
     let error = pr["last_error"].as_str().unwrap();
     assert!(

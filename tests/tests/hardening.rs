@@ -1,0 +1,217 @@
+//! Bounds and answers under misuse, over a real socket: slow bodies, an in-flight cap, compressed
+//! bodies, oversized header sections, and a panic in request handling.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hooksmith::store::{
+    ClaimedJob, Connection, DeliveryQuery, DeliverySummary, Ingest, JobResult, MemoryStore,
+    NewDelivery, NewJob, Retention, Store, StoreFuture, StoreInfo, StoredDelivery,
+};
+use hooksmith::webhook;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[webhook(path = "/hard", sig = "none")]
+async fn hard() {}
+
+async fn serve(builder: hooksmith::AppBuilder) -> String {
+    let app = builder.ignore_env().build().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(app.serve_on(listener, std::future::pending()));
+    addr
+}
+
+/// Writes `head` (and `body`), then reads what comes back within `wait`.
+async fn exchange(addr: &str, head: &str, body: &[u8], wait: Duration) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut answer = vec![0; 4096];
+    let n = tokio::time::timeout(wait, stream.read(&mut answer))
+        .await
+        .map(|r| r.unwrap_or(0))
+        .unwrap_or(0);
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+fn post(length: usize, extra: &str) -> String {
+    format!(
+        "POST /hard HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n{extra}\r\n"
+    )
+}
+
+#[tokio::test]
+async fn a_trickling_body_is_cut_off_with_408() {
+    let addr = serve(
+        hooksmith::App::builder().body_timeouts(Duration::from_millis(200), Duration::from_secs(2)),
+    )
+    .await;
+    let started = Instant::now();
+    let answer = exchange(&addr, &post(100, ""), b"{\"a\":", Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // One byte at a time, under the idle timeout but past the deadline.
+    let addr = serve(
+        hooksmith::App::builder()
+            .body_timeouts(Duration::from_millis(300), Duration::from_millis(600)),
+    )
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(post(100, "").as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = String::new();
+    for _ in 0..20 {
+        if stream.write_all(b" ").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut buf = vec![0; 1024];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await
+        {
+            answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+            break;
+        }
+    }
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn past_the_in_flight_cap_requests_get_503_at_once() {
+    let addr = serve(
+        hooksmith::App::builder()
+            .max_in_flight(1)
+            .body_timeouts(Duration::from_secs(5), Duration::from_secs(5)),
+    )
+    .await;
+    // One request holds the only place, waiting for the rest of its body.
+    let mut holder = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    holder.write_all(post(10, "").as_bytes()).await.unwrap();
+    holder.write_all(b"{").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let answer = exchange(&addr, &post(2, ""), b"{}", Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "answered at once"
+    );
+    // Once it finishes, the place is free again.
+    holder.write_all(b"\"a\":1}    ").await.unwrap();
+    let mut buf = vec![0; 1024];
+    let n = holder.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 204"));
+    let answer = exchange(&addr, &post(2, ""), b"{}", Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+}
+
+#[tokio::test]
+async fn compressed_bodies_and_oversized_headers_are_refused() {
+    let addr = serve(hooksmith::App::builder()).await;
+    let answer = exchange(
+        &addr,
+        &post(2, "Content-Encoding: gzip\r\n"),
+        b"{}",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 415"), "{answer}");
+    let answer = exchange(
+        &addr,
+        &post(2, "Content-Encoding: identity\r\n"),
+        b"{}",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    let many: String = (0..200)
+        .map(|i| format!("X-Filler-{i}: {}\r\n", "v".repeat(20)))
+        .collect();
+    let answer = exchange(&addr, &post(2, &many), b"{}", Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}
+
+/// A store whose ingest panics: request handling must answer 500 and keep serving.
+#[derive(Debug, Default)]
+struct PanickingStore(MemoryStore);
+
+impl Store for PanickingStore {
+    fn info(&self) -> StoreInfo {
+        self.0.info()
+    }
+    fn ingest(&self, delivery: NewDelivery) -> StoreFuture<'_, Ingest> {
+        assert!(
+            !delivery.body.starts_with(b"{\"boom\""),
+            "the store exploded"
+        );
+        self.0.ingest(delivery)
+    }
+    fn claim(&self, limit: usize, lease_ms: i64, now_ms: i64) -> StoreFuture<'_, Vec<ClaimedJob>> {
+        self.0.claim(limit, lease_ms, now_ms)
+    }
+    fn next_due(&self) -> StoreFuture<'_, Option<i64>> {
+        self.0.next_due()
+    }
+    fn finish(&self, job: i64, result: JobResult, now_ms: i64) -> StoreFuture<'_, ()> {
+        self.0.finish(job, result, now_ms)
+    }
+    fn renew(&self, job: i64, lease_ms: i64, now_ms: i64) -> StoreFuture<'_, ()> {
+        self.0.renew(job, lease_ms, now_ms)
+    }
+    fn replay(
+        &self,
+        delivery: i64,
+        jobs: Vec<NewJob>,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> StoreFuture<'_, Vec<i64>> {
+        self.0.replay(delivery, jobs, lease_ms, now_ms)
+    }
+    fn requeue_dead(&self, limit: usize, now_ms: i64) -> StoreFuture<'_, u64> {
+        self.0.requeue_dead(limit, now_ms)
+    }
+    fn purge(&self, policy: Retention) -> StoreFuture<'_, (u64, u64)> {
+        self.0.purge(policy)
+    }
+    fn queue_depth(&self) -> StoreFuture<'_, u64> {
+        self.0.queue_depth()
+    }
+    fn put_connection(&self, connection: Connection) -> StoreFuture<'_, ()> {
+        self.0.put_connection(connection)
+    }
+    fn connection<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Connection>> {
+        self.0.connection(name)
+    }
+    fn connections(&self) -> StoreFuture<'_, Vec<Connection>> {
+        self.0.connections()
+    }
+    fn delete_connection<'a>(&'a self, name: &'a str) -> StoreFuture<'a, bool> {
+        self.0.delete_connection(name)
+    }
+    fn list<'a>(&'a self, query: &'a DeliveryQuery) -> StoreFuture<'a, Vec<DeliverySummary>> {
+        self.0.list(query)
+    }
+    fn get(&self, id: i64) -> StoreFuture<'_, Option<(DeliverySummary, Arc<StoredDelivery>)>> {
+        self.0.get(id)
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_request_handling_is_a_500_and_the_process_keeps_serving() {
+    let addr = serve(hooksmith::App::builder().store(PanickingStore::default())).await;
+    let boom = br#"{"boom":1}"#;
+    let answer = exchange(&addr, &post(boom.len(), ""), boom, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+    assert!(
+        answer.ends_with("internal error\n"),
+        "no detail leaks: {answer}"
+    );
+    let answer = exchange(&addr, &post(2, ""), b"{}", Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+}
