@@ -44,6 +44,7 @@ pub(crate) struct Config {
     pub(crate) max_in_flight: usize,
     pub(crate) body_idle_timeout: Duration,
     pub(crate) body_deadline: Duration,
+    pub(crate) header_read_timeout: Duration,
 }
 
 impl Config {
@@ -183,6 +184,7 @@ impl Default for AppBuilder {
                 max_in_flight: 1024,
                 body_idle_timeout: Duration::from_secs(10),
                 body_deadline: Duration::from_secs(60),
+                header_read_timeout: Duration::from_secs(10),
             },
         }
     }
@@ -315,6 +317,13 @@ impl AppBuilder {
     /// 503 with `Retry-After` at once instead of queueing (`HOOKSMITH_MAX_IN_FLIGHT`).
     pub fn max_in_flight(mut self, requests: usize) -> Self {
         self.config.max_in_flight = requests.max(1);
+        self
+    }
+
+    /// How long a client may take to send its request line and headers (default 10 s); a slower
+    /// one is disconnected.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.header_read_timeout = timeout;
         self
     }
 
@@ -664,10 +673,50 @@ impl App {
     ) -> Result<(), Error> {
         let local: Option<SocketAddr> = listener.local_addr().ok();
         tracing::info!(target: "hooksmith", addr = ?local, "listening");
-        axum::serve(listener, self.router.clone())
-            .with_graceful_shutdown(shutdown)
+        let mut builder =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        // A client that does not finish its request head in time is disconnected.
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.shared.config.header_read_timeout);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let router = self.router.clone();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(error) => {
+                            // Out of file descriptors and the like: wait a moment, keep serving.
+                            tracing::warn!(target: "hooksmith", %error, "accepting a connection failed");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    let router = router.clone();
+                    let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                        let mut router = router.clone();
+                        tower_service::Service::call(&mut router, request.map(axum::body::Body::new))
+                    });
+                    let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection.into_owned());
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        // In-flight requests finish (within the grace period); then the workers drain.
+        if tokio::time::timeout(self.shared.config.shutdown_grace, graceful.shutdown())
             .await
-            .map_err(Error::Serve)?;
+            .is_err()
+        {
+            tracing::warn!(target: "hooksmith", "requests still in flight after the grace period");
+        }
         self.shutdown().await;
         Ok(())
     }

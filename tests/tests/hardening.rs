@@ -215,3 +215,24 @@ async fn a_panic_in_request_handling_is_a_500_and_the_process_keeps_serving() {
     let answer = exchange(&addr, &post(2, ""), b"{}", Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_client_slow_to_send_its_headers_is_disconnected() {
+    let addr =
+        serve(hooksmith::App::builder().header_read_timeout(Duration::from_millis(300))).await;
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(b"POST /hard HTTP/1.1\r\nHost: te")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = vec![0; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("not left hanging");
+    // The server answers 408 or closes the connection; either way it does not wait forever.
+    let n = read.unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
