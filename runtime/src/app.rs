@@ -380,6 +380,14 @@ impl AppBuilder {
         if let Some(max) = seconds(&self, "HOOKSMITH_MAX_IN_FLIGHT")? {
             self.config.max_in_flight = usize::try_from(max).unwrap_or(usize::MAX).max(1);
         }
+        if let Some(grace) = self.lookup("HOOKSMITH_SHUTDOWN_GRACE_MS") {
+            let ms: u64 = grace.parse().map_err(|_| {
+                Error::Config(vec![format!(
+                    "HOOKSMITH_SHUTDOWN_GRACE_MS=`{grace}` is not a whole number of milliseconds"
+                )])
+            })?;
+            self.config.shutdown_grace = Duration::from_millis(ms);
+        }
         if let Some(lease) = self.lookup("HOOKSMITH_LEASE_MS") {
             let ms: i64 = lease.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
                 Error::Config(vec![format!(
@@ -662,7 +670,16 @@ impl App {
                 addr: self.addr.clone(),
                 source,
             })?;
-        self.serve_on(listener, shutdown_signal()).await
+        // The first signal drains; a second one exits at once.
+        let signals = async {
+            shutdown_signal().await;
+            tokio::spawn(async {
+                shutdown_signal().await;
+                tracing::warn!(target: "hooksmith", "second signal: exiting at once");
+                std::process::exit(130);
+            });
+        };
+        self.serve_on(listener, signals).await
     }
 
     /// Serves on a bound listener until `shutdown` completes, then drains as [`App::serve`] does.

@@ -29,6 +29,7 @@ pub(crate) async fn run(
     grace: Duration,
 ) {
     let permits = Arc::new(Semaphore::new(concurrency));
+    let running: Arc<std::sync::Mutex<std::collections::HashSet<i64>>> = Arc::default();
     // Once the app's stop handle is dropped, only dropping the app itself stops the worker.
     let mut stoppable = true;
     let mut last_purge = tokio::time::Instant::now();
@@ -69,8 +70,18 @@ pub(crate) async fn run(
                 break;
             };
             let app = app.clone();
+            let running = running.clone();
+            running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(job.id);
             tokio::spawn(async move {
+                let id = job.id;
                 run_claimed(&app, job).await;
+                running
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&id);
                 drop(permit);
             });
         }
@@ -109,9 +120,23 @@ pub(crate) async fn run(
         .await
         .is_err()
     {
+        // Give the unfinished jobs back now, so the next start (or another instance) runs them
+        // without waiting for their leases to run out.
+        let unfinished: Vec<i64> = running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect();
+        if let Some(app) = shared.upgrade() {
+            if let Err(error) = app.store.release(&unfinished, app.clock.now_ms()).await {
+                tracing::error!(target: "hooksmith::worker", %error, "releasing unfinished jobs failed; their leases will run out");
+            }
+        }
         tracing::warn!(
             target: "hooksmith::worker",
-            "handlers still running after the shutdown grace period; their leases expire and they run again"
+            released = unfinished.len(),
+            "handlers still running after the shutdown grace period were released to run again"
         );
     }
 }

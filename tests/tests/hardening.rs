@@ -179,6 +179,9 @@ impl Store for PanickingStore {
     fn purge(&self, policy: Retention) -> StoreFuture<'_, (u64, u64)> {
         self.0.purge(policy)
     }
+    fn release<'a>(&'a self, jobs: &'a [i64], now_ms: i64) -> StoreFuture<'a, ()> {
+        self.0.release(jobs, now_ms)
+    }
     fn queue_depth(&self) -> StoreFuture<'_, u64> {
         self.0.queue_depth()
     }

@@ -211,6 +211,28 @@ async fn suite(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(status_of(s, crashed).await.0, DeliveryStatus::Acknowledged);
 
+    // A released job (its instance shut down) is due again at once, its attempt counted.
+    let Ingest::Stored { id: released, .. } = s
+        .ingest(delivery(&unique("release"), &["r"]))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let held = claim_n(s, 1, 60_000).await;
+    assert_eq!(held.len(), 1);
+    s.release(&[held[0].id], now()).await.unwrap();
+    let again = claim_n(s, 1, 60_000).await;
+    assert_eq!(
+        (again.len(), again[0].id, again[0].attempt),
+        (1, held[0].id, 2),
+        "claimable without waiting for the lease"
+    );
+    s.finish(again[0].id, JobResult::Succeeded, now())
+        .await
+        .unwrap();
+    assert_eq!(status_of(s, released).await.0, DeliveryStatus::Acknowledged);
+
     // A job created already claimed (ack = "handled") is not handed to a worker during its lease.
     let mut inline = delivery(&unique("inline"), &["h"]);
     inline.jobs[0].claimed_for_ms = Some(60_000);

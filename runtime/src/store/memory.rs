@@ -381,6 +381,27 @@ impl Store for MemoryStore {
         })
     }
 
+    fn release<'a>(&'a self, jobs: &'a [i64], now_ms: i64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut inner = self.lock()?;
+            for &id in jobs {
+                let Some(job) = inner.jobs.get_mut(&id) else {
+                    continue;
+                };
+                if job.status != JobStatus::Running {
+                    continue;
+                }
+                let lease = (job.lease_until, id);
+                job.status = JobStatus::Retrying;
+                job.next_at = now_ms;
+                job.lease_until = 0;
+                inner.leased.remove(&lease);
+                inner.due.insert((now_ms, id));
+            }
+            Ok(())
+        })
+    }
+
     fn queue_depth(&self) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let inner = self.lock()?;

@@ -384,6 +384,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `keys_before_ms` whose delivery is gone. Returns `(deliveries, keys)` removed.
     fn purge(&self, policy: Retention) -> StoreFuture<'_, (u64, u64)>;
 
+    /// Gives running jobs back (their instance is shutting down): each is due again now, its
+    /// attempt counted.
+    fn release<'a>(&'a self, jobs: &'a [i64], now_ms: i64) -> StoreFuture<'a, ()>;
+
     /// Jobs not finished yet (pending, running or retrying): the queue's depth.
     fn queue_depth(&self) -> StoreFuture<'_, u64>;
 

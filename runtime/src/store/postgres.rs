@@ -511,6 +511,22 @@ impl Store for PostgresStore {
         })
     }
 
+    fn release<'a>(&'a self, jobs: &'a [i64], _now_ms: i64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.ready().await?;
+            let release = format!(
+                "UPDATE hooksmith_jobs SET status = 'retrying', next_at_ms = {DB_NOW}, lease_until_ms = 0
+                 WHERE status = 'running' AND id = ANY($1)"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(release))
+                .bind(jobs)
+                .execute(&self.pool)
+                .await
+                .map_err(error("releasing jobs"))
+                .map(drop)
+        })
+    }
+
     fn queue_depth(&self) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             self.ready().await?;

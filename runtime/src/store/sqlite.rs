@@ -485,6 +485,22 @@ impl Store for SqliteStore {
         })
     }
 
+    fn release<'a>(&'a self, jobs: &'a [i64], now_ms: i64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.ready().await?;
+            sqlx::query(
+                "UPDATE hooksmith_jobs SET status = 'retrying', next_at_ms = ?1, lease_until_ms = 0
+                 WHERE status = 'running' AND id IN (SELECT value FROM json_each(?2))",
+            )
+            .bind(now_ms)
+            .bind(sql::ids_json(jobs.iter().copied()))
+            .execute(&self.pool)
+            .await
+            .map_err(error("releasing jobs"))
+            .map(drop)
+        })
+    }
+
     fn queue_depth(&self) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             self.ready().await?;
