@@ -128,10 +128,10 @@ pub(crate) async fn run(
             .iter()
             .copied()
             .collect();
-        if let Some(app) = shared.upgrade() {
-            if let Err(error) = app.store.release(&unfinished, app.clock.now_ms()).await {
-                tracing::error!(target: "hooksmith::worker", %error, "releasing unfinished jobs failed; their leases will run out");
-            }
+        if let Some(app) = shared.upgrade()
+            && let Err(error) = app.store.release(&unfinished, app.clock.now_ms()).await
+        {
+            tracing::error!(target: "hooksmith::worker", %error, "releasing unfinished jobs failed; their leases will run out");
         }
         tracing::warn!(
             target: "hooksmith::worker",
