@@ -197,3 +197,119 @@ async fn kill_9_during_ingestion_and_handling_loses_nothing() {
     assert_eq!(integrity, ["ok"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A deterministic pseudo-random sequence (no dependency needed for test timing).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// The crash loop: killed with SIGKILL at random moments, `CRASH_LOOP_KILLS` times (4 in the
+/// short CI form; `CRASH_LOOP_KILLS=100 cargo test -p hooksmith-tests --test crash -- --nocapture`
+/// is the long form), while deliveries keep arriving and handlers keep running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_loop_loses_nothing() {
+    let kills: usize = std::env::var("CRASH_LOOP_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("hooksmith-crash-loop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let client = client();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut random = Lcg(u64::from(std::process::id()));
+    let total = 150 * (kills + 1);
+    let ids: Vec<String> = (0..total).map(|i| format!("loop-{i:05}")).collect();
+    let mut acknowledged = BTreeSet::new();
+    for _ in 0..kills {
+        let mut app = start(&dir, &addr, random.next(40));
+        wait_healthy(&client, &addr).await;
+        let rest: Vec<String> = ids
+            .iter()
+            .filter(|id| !acknowledged.contains(*id))
+            .cloned()
+            .collect();
+        let queue = Arc::new(Mutex::new(rest));
+        let acked = Arc::new(Mutex::new(BTreeSet::new()));
+        let senders: Vec<_> = (0..16)
+            .map(|_| {
+                let (client, queue, acked, addr) =
+                    (client.clone(), queue.clone(), acked.clone(), addr.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let Some(id) = queue.lock().unwrap().pop() else {
+                            return;
+                        };
+                        match send(&client, &addr, &id).await {
+                            Some(204) => {
+                                acked.lock().unwrap().insert(id);
+                            }
+                            Some(_) => {}
+                            None => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50 + random.next(400))).await;
+        app.child.kill().unwrap();
+        app.child.wait().unwrap();
+        for sender in senders {
+            let _ = sender.await;
+        }
+        acknowledged.extend(acked.lock().unwrap().iter().cloned());
+    }
+    // The last start: the rest arrives, and everything is handled.
+    let mut app = start(&dir, &addr, 0);
+    wait_healthy(&client, &addr).await;
+    let rest: Vec<String> = ids
+        .iter()
+        .filter(|id| !acknowledged.contains(*id))
+        .cloned()
+        .collect();
+    acknowledged.extend(send_all(&client, &mut app, &rest, None).await);
+    assert_eq!(acknowledged.len(), total);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let effects = query_sqlite(
+            &dir.join("effects.db"),
+            "SELECT delivery_id FROM effects ORDER BY delivery_id",
+        )
+        .await;
+        if effects.len() == total {
+            let unique: BTreeSet<String> = effects.into_iter().collect();
+            assert_eq!(
+                unique, acknowledged,
+                "each acknowledged delivery has its effect, once"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {total} effects",
+            effects.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.child.kill().unwrap();
+    app.child.wait().unwrap();
+    let runs = query_sqlite(&dir.join("effects.db"), "SELECT delivery_id FROM runs").await;
+    eprintln!(
+        "crash loop: {kills} kills survived, {total} deliveries acknowledged and handled, {} runs",
+        runs.len()
+    );
+    assert_eq!(
+        query_sqlite(&dir.join("store.db"), "PRAGMA integrity_check").await,
+        ["ok"]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
