@@ -546,6 +546,18 @@ fn malformed_headers_are_refused_with_a_reason() {
         standard("msg_other", "1614265330", STANDARD_V1),
         Err(Mismatch)
     );
+    let twice = [
+        ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        ("webhook-timestamp", "1614265330"),
+        ("webhook-timestamp", "1614265331"),
+        ("webhook-signature", STANDARD_V1),
+    ];
+    let case = Case::new("standard", &[STANDARD_SECRET], STANDARD_BODY, &twice);
+    assert_eq!(
+        case.verify(),
+        Err(Repeated),
+        "two timestamps are refused, not one of them chosen"
+    );
 
     let slack = |ts: &str, sig: &str| {
         let headers = [
