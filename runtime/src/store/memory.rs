@@ -180,16 +180,18 @@ impl Store for MemoryStore {
         Box::pin(async move {
             let mut inner = self.lock()?;
             let mut ids = Vec::new();
-            let due: Vec<(i64, i64)> = inner.due.range(..=(now_ms, i64::MAX)).copied().collect();
-            for (at, id) in due {
-                if ids.len() >= limit {
-                    break;
-                }
-                if inner.blocked(id) {
-                    continue;
-                }
-                inner.due.remove(&(at, id));
-                ids.push(id);
+            // Walk the due jobs in order, taking at most `limit` that no earlier job of their
+            // order key holds back; only those are copied out.
+            let picked: Vec<(i64, i64)> = inner
+                .due
+                .range(..=(now_ms, i64::MAX))
+                .filter(|(_, id)| !inner.blocked(*id))
+                .take(limit)
+                .copied()
+                .collect();
+            for entry in picked {
+                inner.due.remove(&entry);
+                ids.push(entry.1);
             }
             while ids.len() < limit {
                 match inner.leased.first().copied() {
