@@ -118,10 +118,11 @@ async fn callback_failures_and_type_mismatches_are_errors() {
     });
     let failed = r.handle(br#"{"type":"summary","summary":""}"#, None).await;
     assert!(matches!(failed, Err(ReceiverError::Handler(e)) if e.message() == "empty summary"));
-    let mismatch = receiver(&log)
+    // Unsigned: refused before the payload's type is even looked at.
+    let unsigned = receiver(&log)
         .handle(br#"{"type":"actions","count":"x"}"#, None)
         .await;
-    assert!(matches!(mismatch, Err(ReceiverError::InvalidSignature)));
+    assert!(matches!(unsigned, Err(ReceiverError::InvalidSignature)));
     let mismatch = Receiver::unverified()
         .on("actions", |_: ActionsPayload| async {})
         .handle(br#"{"type":"actions","count":"x"}"#, None)
