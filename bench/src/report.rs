@@ -1,0 +1,246 @@
+//! Medians, ratios, budgets, and the table.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+
+use crate::{Counters, Target};
+
+/// A payload size and a connection count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cell {
+    pub(crate) body_len: usize,
+    pub(crate) connections: usize,
+}
+
+/// One target in one cell in one run.
+#[derive(Debug)]
+pub(crate) struct Measurement {
+    pub(crate) target: Target,
+    pub(crate) cell: Cell,
+    pub(crate) rate: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) errors: u64,
+    pub(crate) rss_kib: u64,
+    /// Handler runs completed per second in the window (hooksmith only).
+    pub(crate) handled_rate: Option<f64>,
+    /// Deliveries stored but not yet handled when the window closed.
+    pub(crate) backlog: Option<u64>,
+    /// Deliveries the store holds (its history) when the window closed.
+    pub(crate) held: Option<u64>,
+}
+
+impl Measurement {
+    pub(crate) fn line(&self) -> String {
+        let mut line = format!(
+            "{:>6} B  {:>3} conns  {:<12} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  RSS {:>7.1} MiB",
+            self.cell.body_len,
+            self.cell.connections,
+            self.target.name(),
+            self.rate,
+            self.p50_ms,
+            self.p99_ms,
+            self.rss_kib as f64 / 1024.0,
+        );
+        if let (Some(handled), Some(backlog)) = (self.handled_rate, self.backlog) {
+            line.push_str(&format!("  handled {handled:>8.0}/s  backlog {backlog}"));
+        }
+        if self.errors > 0 {
+            line.push_str(&format!("  ERRORS {}", self.errors));
+        }
+        line
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The medians of one target in one cell.
+struct Summary {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    rss_kib: f64,
+    handled_rate: Option<f64>,
+    backlog: Option<f64>,
+    held: Option<f64>,
+    errors: u64,
+}
+
+fn summarise(results: &[Measurement], cell: Cell, target: Target) -> Option<Summary> {
+    let runs: Vec<&Measurement> = results
+        .iter()
+        .filter(|m| m.cell == cell && m.target == target)
+        .collect();
+    if runs.is_empty() {
+        return None;
+    }
+    let of = |f: &dyn Fn(&Measurement) -> f64| median(runs.iter().map(|m| f(m)).collect());
+    let maybe = |f: &dyn Fn(&Measurement) -> Option<f64>| {
+        let values: Vec<f64> = runs.iter().filter_map(|m| f(m)).collect();
+        (!values.is_empty()).then(|| median(values))
+    };
+    Some(Summary {
+        rate: of(&|m| m.rate),
+        p50_ms: of(&|m| m.p50_ms),
+        p99_ms: of(&|m| m.p99_ms),
+        rss_kib: of(&|m| m.rss_kib as f64),
+        handled_rate: maybe(&|m| m.handled_rate),
+        backlog: maybe(&|m| m.backlog.map(|b| b as f64)),
+        held: maybe(&|m| m.held.map(|h| h as f64)),
+        errors: runs.iter().map(|m| m.errors).sum(),
+    })
+}
+
+/// Prints the table of medians, the budgets and the summary line.
+pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target]) {
+    println!();
+    println!(
+        "| payload | conns | target | req/s | p50 ms | p99 ms | peak RSS MiB | handled/s | backlog | req/s × hand-written | p99 × hand-written |"
+    );
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut checks: Vec<(String, bool)> = Vec::new();
+    let mut ratios: Vec<String> = Vec::new();
+    for &cell in cells {
+        let base = summarise(results, cell, Target::HandWritten);
+        for &target in targets {
+            let Some(s) = summarise(results, cell, target) else {
+                continue;
+            };
+            let vs = |value: f64, base: Option<f64>| {
+                base.map_or_else(|| "—".to_owned(), |b| format!("{:.2}×", value / b))
+            };
+            println!(
+                "| {} B | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} |",
+                cell.body_len,
+                cell.connections,
+                target.name(),
+                s.rate,
+                s.p50_ms,
+                s.p99_ms,
+                s.rss_kib / 1024.0,
+                s.handled_rate
+                    .map_or_else(|| "inline".to_owned(), |h| format!("{h:.0}")),
+                s.backlog.map_or_else(|| "—".to_owned(), |b| format!("{b:.0}")),
+                if target == Target::HandWritten {
+                    "1.00×".to_owned()
+                } else {
+                    vs(s.rate, base.as_ref().map(|b| b.rate))
+                },
+                if target == Target::HandWritten {
+                    "1.00×".to_owned()
+                } else {
+                    vs(s.p99_ms, base.as_ref().map(|b| b.p99_ms))
+                },
+            );
+            if s.errors > 0 {
+                checks.push((
+                    format!("{} {} B × {}: no errors", target.name(), cell.body_len, cell.connections),
+                    false,
+                ));
+            }
+            let Some(base) = &base else { continue };
+            if target == Target::HandWritten {
+                continue;
+            }
+            let ratio = s.rate / base.rate;
+            ratios.push(format!(
+                "{} {}B×{} {:.2}×",
+                target.name(),
+                cell.body_len,
+                cell.connections,
+                ratio
+            ));
+            if cell.connections != 64 {
+                continue;
+            }
+            let label = |what: &str| format!("{} {} B × 64: {what}", target.name(), cell.body_len);
+            let keeps_up = s.handled_rate.is_some_and(|h| h >= 0.95 * s.rate);
+            match target {
+                Target::Memory => {
+                    checks.push((label(&format!("throughput {ratio:.2}× ≥ 0.90×")), ratio >= 0.9));
+                    let p99 = s.p99_ms / base.p99_ms;
+                    checks.push((label(&format!("p99 {p99:.2}× ≤ 1.25×")), p99 <= 1.25));
+                    // The memory store keeps every delivery's body for the history.
+                    let history_kib = s.held.unwrap_or(0.0) * cell.body_len as f64 / 1024.0;
+                    let allowed = 1.5 * base.rss_kib + history_kib;
+                    checks.push((
+                        label(&format!(
+                            "peak RSS {:.1} MiB ≤ 1.5 × {:.1} MiB + history {:.1} MiB",
+                            s.rss_kib / 1024.0,
+                            base.rss_kib / 1024.0,
+                            history_kib / 1024.0
+                        )),
+                        s.rss_kib <= allowed,
+                    ));
+                    checks.push((
+                        label(&format!(
+                            "handlers keep up ({:.0}/s for {:.0} acks/s)",
+                            s.handled_rate.unwrap_or(0.0),
+                            s.rate
+                        )),
+                        keeps_up,
+                    ));
+                }
+                Target::Sqlite if cell.body_len < 2048 => {
+                    checks.push((label(&format!("throughput {ratio:.2}× ≥ 0.50×")), ratio >= 0.5));
+                    checks.push((
+                        label(&format!(
+                            "handlers keep up ({:.0}/s for {:.0} acks/s)",
+                            s.handled_rate.unwrap_or(0.0),
+                            s.rate
+                        )),
+                        keeps_up,
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    println!();
+    for (what, ok) in &checks {
+        println!("  {} {what}", if *ok { "✓" } else { "✗" });
+    }
+    let met = checks.iter().filter(|(_, ok)| *ok).count();
+    println!(
+        "summary: {} | budgets met {met}/{}",
+        ratios.join(", "),
+        checks.len()
+    );
+}
+
+/// `GET path` on a fresh connection; the body as text.
+pub(crate) async fn get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header(http::header::HOST, addr.to_string())
+        .body(Empty::new())?;
+    let response = sender.send_request(request).await?;
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Deliveries stored and handler runs succeeded, from hooksmith's Prometheus text.
+pub(crate) fn counters(metrics: &str) -> Counters {
+    let sum = |name: &str, label: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
+    };
+    Counters {
+        stored: sum("hooksmith_requests_total{", "outcome=\"stored\""),
+        succeeded: sum("hooksmith_handler_runs_total{", "result=\"succeeded\""),
+    }
+}
