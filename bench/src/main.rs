@@ -66,6 +66,20 @@ enum Sub {
     /// (internal) Serve one target on a loopback port until stdin closes.
     #[command(hide = true)]
     Serve { target: Target },
+    /// Drive a server that is already running (for profiling it): prints req/s and latency.
+    Drive {
+        /// The server's address, e.g. `127.0.0.1:3000`.
+        addr: std::net::SocketAddr,
+        /// Connections.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Payload size.
+        #[arg(long, default_value = "1k")]
+        size: Size,
+        /// Seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -110,8 +124,15 @@ const PINNED: &str = "HOOKSMITH_BENCH_PINNED";
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Sub::Serve { target }) = args.command {
-        return serve(target);
+    match args.command {
+        Some(Sub::Serve { target }) => return serve(target),
+        Some(Sub::Drive {
+            addr,
+            connections,
+            size,
+            seconds,
+        }) => return drive(addr, connections, size, seconds),
+        None => {}
     }
     let pinned = std::env::var_os(PINNED).is_some();
     let pin = pinned || (!args.no_pin && cpus() >= 2 && has_taskset());
@@ -355,6 +376,34 @@ fn serve(target: Target) -> anyhow::Result<()> {
                 app.serve_on(listener, stdin_closed).await?;
             }
         }
+        anyhow::Ok(())
+    })
+}
+
+/// Load on a running server, for profiling it; `GITHUB_WEBHOOK_SECRET` must be the bench's.
+fn drive(
+    addr: std::net::SocketAddr,
+    connections: usize,
+    size: Size,
+    seconds: f64,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let payload = Arc::new(Payload::new(size.body(), SECRET));
+        let load = load::Load::start(addr, connections, payload, format!("drive-{}-{}", std::process::id(), unique())).await?;
+        load.count(true);
+        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+        load.count(false);
+        let window = load.finish().await?;
+        println!(
+            "{:.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}",
+            window.rate(),
+            window.quantile_ms(0.5),
+            window.quantile_ms(0.99),
+            window.errors
+        );
         anyhow::Ok(())
     })
 }

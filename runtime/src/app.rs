@@ -112,14 +112,15 @@ impl Shared {
         endpoint: &str,
         delivery_id: &str,
         record_id: Option<i64>,
-        kind: crate::observe::TransitionKind,
+        kind: impl FnOnce() -> crate::observe::TransitionKind,
     ) {
+        // Nothing is built unless someone listens.
         if self.transitions.receiver_count() > 0 {
             let _ = self.transitions.send(crate::observe::Transition {
                 endpoint: endpoint.to_owned(),
                 delivery_id: delivery_id.to_owned(),
                 record_id,
-                kind,
+                kind: kind(),
                 at_ms: self.clock.now_ms(),
             });
         }
@@ -467,10 +468,15 @@ impl AppBuilder {
             .flat_map(|e| e.handlers.iter())
             .map(|h| (h.name, h.clone()))
             .collect();
-        let store = match (self.store, &self.store_url) {
+        let store = match (self.store, self.store_url.as_deref()) {
             (Some(store), _) => store,
+            // The memory store holds its history in the process: at most `history_max`
+            // finished deliveries (10,000 unless set), evicted oldest first as new ones come.
+            (None, Some("memory")) | (None, None) => Arc::new(match self.config.history_max {
+                Some(n) => MemoryStore::keeping(usize::try_from(n).unwrap_or(usize::MAX)),
+                None => MemoryStore::new(),
+            }),
             (None, Some(url)) => crate::store::open(url).map_err(|e| Error::Config(vec![e.0]))?,
-            (None, None) => Arc::new(MemoryStore::new()),
         };
         let shared = Arc::new(Shared {
             store,

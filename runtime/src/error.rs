@@ -44,16 +44,19 @@ impl HandlerError {
 
     pub(crate) fn from_join(error: tokio::task::JoinError) -> Self {
         if error.is_panic() {
-            let payload = error.into_panic();
-            let text = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string payload".to_owned());
-            Self::new(format!("handler panicked: {text}"))
+            Self::from_panic(&*error.into_panic())
         } else {
             Self::new("handler was cancelled")
         }
+    }
+
+    pub(crate) fn from_panic(payload: &(dyn std::any::Any + Send)) -> Self {
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-string payload".to_owned());
+        Self::new(format!("handler panicked: {text}"))
     }
 }
 

@@ -94,14 +94,9 @@ pub(crate) async fn receive(
                 rejection,
                 Rejection::NotFound | Rejection::MethodNotAllowed(_)
             ) {
-                shared.publish(
-                    endpoint.path,
-                    "",
-                    None,
-                    TransitionKind::Rejected {
-                        reason: rejection.reason().to_owned(),
-                    },
-                );
+                shared.publish(endpoint.path, "", None, || TransitionKind::Rejected {
+                    reason: rejection.reason().to_owned(),
+                });
             }
             tracing::warn!(
                 target: "hooksmith::request",
@@ -169,7 +164,7 @@ async fn accept(
     {
         return Err(Rejection::Encoded);
     }
-    let body = read_body(body, ep.max_body, &shared.config).await?;
+    let body = read_body(body, ep.max_body, declared, &shared.config).await?;
 
     let now_ms = shared.clock.now_ms();
     let now_secs = now_ms.div_euclid(1000);
@@ -261,7 +256,7 @@ async fn accept(
         Ingest::Stored { id, jobs } if jobs.is_empty() => (*id, TransitionKind::Unhandled),
         Ingest::Stored { id, .. } => (*id, TransitionKind::Received),
     };
-    shared.publish(ep.path, &delivery_id, Some(record), kind);
+    shared.publish(ep.path, &delivery_id, Some(record), || kind);
     let accepted = |response: Response, outcome| Accepted {
         response,
         outcome,
@@ -305,11 +300,19 @@ async fn accept(
 }
 
 /// Reads the body whole, at most `max` bytes, with no more than the idle timeout between chunks
-/// and the deadline in all: a trickling client is cut off with 408.
-async fn read_body(body: Body, max: u64, config: &crate::app::Config) -> Result<Bytes, Rejection> {
+/// and the deadline in all: a trickling client is cut off with 408. A body that arrives in one
+/// chunk is kept as it came; several are gathered once into a buffer sized from the declared
+/// length (`Content-Length`, already checked against `max`).
+async fn read_body(
+    body: Body,
+    max: u64,
+    declared: Option<u64>,
+    config: &crate::app::Config,
+) -> Result<Bytes, Rejection> {
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     let mut body = Limited::new(body, limit);
     let deadline = tokio::time::Instant::now() + config.body_deadline;
+    let mut first: Option<Bytes> = None;
     let mut collected = bytes::BytesMut::new();
     loop {
         let wait = config
@@ -317,6 +320,7 @@ async fn read_body(body: Body, max: u64, config: &crate::app::Config) -> Result<
             .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
         let frame = match tokio::time::timeout(wait, body.frame()).await {
             Err(_) => return Err(Rejection::SlowBody),
+            Ok(None) if collected.is_empty() => return Ok(first.unwrap_or_default()),
             Ok(None) => return Ok(collected.freeze()),
             Ok(Some(Err(error))) if error.downcast_ref::<LengthLimitError>().is_some() => {
                 return Err(Rejection::TooLarge);
@@ -326,8 +330,24 @@ async fn read_body(body: Body, max: u64, config: &crate::app::Config) -> Result<
             }
             Ok(Some(Ok(frame))) => frame,
         };
-        if let Ok(data) = frame.into_data() {
-            collected.extend_from_slice(&data);
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        match first.take() {
+            None if collected.is_empty() => first = Some(data),
+            held => {
+                if collected.is_empty() {
+                    let hint = declared.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+                    collected.reserve(hint.min(limit).max(data.len() * 2));
+                }
+                if let Some(held) = held {
+                    collected.extend_from_slice(&held);
+                }
+                collected.extend_from_slice(&data);
+            }
         }
     }
 }

@@ -70,23 +70,52 @@ impl Scalar<'_> {
 }
 
 /// Reads the planned fields of a JSON document whose root must be an object.
+///
+/// The walk stops at the last planned field it needs: the rest of the document is neither read
+/// nor checked (a handler's `Json<T>` reads it, and a body malformed there fails that handler,
+/// recorded and retried, rather than the request). With nothing planned, only the root is
+/// checked to open an object.
 pub(crate) fn extract<'a>(
     json: &'a [u8],
     plan: &FieldPlan,
 ) -> Result<Vec<Option<Scalar<'a>>>, String> {
-    let mut out = vec![None; plan.slots];
+    let mut found = Found {
+        out: vec![None; plan.slots],
+        missing: plan.slots,
+    };
+    if plan.slots == 0 {
+        return match json.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => Ok(found.out),
+            _ => Err("the body's JSON root must be an object".into()),
+        };
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(json);
-    de::Deserializer::deserialize_any(
+    let walked = de::Deserializer::deserialize_any(
         &mut deserializer,
         Walk {
             node: &plan.root,
-            out: &mut out,
+            found: &mut found,
             root: true,
         },
-    )
-    .map_err(|e| e.to_string())?;
+    );
+    if found.missing == 0 {
+        // Every planned field was found; the walk stopped there on purpose.
+        return Ok(found.out);
+    }
+    walked.map_err(|e| e.to_string())?;
     deserializer.end().map_err(|e| e.to_string())?;
-    Ok(out)
+    Ok(found.out)
+}
+
+/// The fields found so far, and how many planned ones are still missing.
+struct Found<'a> {
+    out: Vec<Option<Scalar<'a>>>,
+    missing: usize,
+}
+
+/// The error that ends a walk once every planned field is found (never reported).
+fn done<E: de::Error>() -> E {
+    E::custom("every planned field was found")
 }
 
 /// The JSON document of a body. A JSON body is itself. A form-encoded body
@@ -114,16 +143,24 @@ pub(crate) fn payload(body: &Bytes, content_type: Option<&str>) -> Bytes {
 
 struct Walk<'p, 'o, 'a> {
     node: &'p Node,
-    out: &'o mut Vec<Option<Scalar<'a>>>,
+    found: &'o mut Found<'a>,
     root: bool,
 }
 
 impl<'a> Walk<'_, '_, 'a> {
     fn record(self, value: Scalar<'a>) -> Result<(), ()> {
         if let Some(slot) = self.node.slot {
-            self.out[slot] = Some(value);
+            let entry = &mut self.found.out[slot];
+            if entry.is_none() {
+                self.found.missing -= 1;
+            }
+            *entry = Some(value);
         }
         Ok(())
+    }
+
+    fn complete(&self) -> bool {
+        self.found.missing == 0
     }
 
     fn child(&mut self, key: &str) -> Option<Walk<'_, '_, 'a>> {
@@ -135,7 +172,7 @@ impl<'a> Walk<'_, '_, 'a> {
             .map(|(_, n)| n)?;
         Some(Walk {
             node,
-            out: self.out,
+            found: self.found,
             root: false,
         })
     }
@@ -192,7 +229,12 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key_seed(Key)? {
             match self.child(&key) {
-                Some(child) => map.next_value_seed(child)?,
+                Some(child) => {
+                    map.next_value_seed(child)?;
+                    if self.complete() {
+                        return Err(done());
+                    }
+                }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -220,6 +262,9 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
             };
             if !more {
                 break;
+            }
+            if self.complete() {
+                return Err(done());
             }
             index += 1;
         }
@@ -316,6 +361,32 @@ mod tests {
             );
         }
         extract(b" {} ", &p).unwrap();
+    }
+
+    #[test]
+    fn the_walk_stops_at_the_last_field_it_needs() {
+        // What follows the planned fields is not read: a large body costs what its head costs.
+        let p = plan(&["action", "number"]);
+        let got = extract(br#"{"action":"opened","number":7,"rest":[1,2,"#, &p).unwrap();
+        assert_eq!(
+            got,
+            vec![Some(Scalar::Str("opened".into())), Some(Scalar::UInt(7))]
+        );
+        // A field still missing means reading on, to the end, which must be well-formed.
+        assert!(extract(br#"{"action":"opened","rest":[1,2,"#, &p).is_err());
+        // A planned object is complete only at its end.
+        let p = plan(&["pull_request", "pull_request.title"]);
+        let got = extract(br#"{"pull_request":{"title":"t","x":1},"y":"#, &p).unwrap();
+        assert_eq!(
+            got,
+            vec![Some(Scalar::Compound), Some(Scalar::Str("t".into()))]
+        );
+        // Nothing planned: the root must still open an object.
+        let none = plan(&[]);
+        assert!(extract(b" {\"anything\"", &none).is_ok());
+        for bad in [&b"[1]"[..], b"", b"  \"s\"", b"x"] {
+            assert!(extract(bad, &none).is_err());
+        }
     }
 
     #[test]

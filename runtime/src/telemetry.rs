@@ -13,9 +13,10 @@
 //! | `hooksmith_dead_total` | `handler` |
 //! | `hooksmith_queue_depth` | — jobs pending, running or retrying (sampled every second) |
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -43,6 +44,36 @@ pub(crate) fn render() -> Option<String> {
         .map(PrometheusHandle::render)
 }
 
+/// Metric handles by their labels' identity, so the hot path neither allocates label sets nor
+/// looks the series up in the recorder on every request. The labels are `'static` strings, and
+/// their addresses stand for them: two copies of one string only make two handles of one series.
+struct Handles<K, V>(Mutex<Vec<(K, V)>>);
+
+impl<K: PartialEq, V> Handles<K, V> {
+    const fn new() -> Self {
+        Self(Mutex::new(Vec::new()))
+    }
+
+    fn with(&self, key: K, make: impl FnOnce() -> V, use_it: impl FnOnce(&V)) {
+        let mut handles = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, value)) = handles.iter().find(|(k, _)| *k == key) {
+            use_it(value);
+            return;
+        }
+        let value = make();
+        use_it(&value);
+        handles.push((key, value));
+    }
+}
+
+fn id(s: &'static str) -> usize {
+    s.as_ptr() as usize
+}
+
+static REQUESTS: Handles<(usize, u16, usize), Counter> = Handles::new();
+static ACK: Handles<usize, Histogram> = Handles::new();
+static RUNS: Handles<(usize, usize), Counter> = Handles::new();
+
 pub(crate) fn request(
     endpoint: &'static str,
     status: u16,
@@ -50,18 +81,26 @@ pub(crate) fn request(
     reason: Option<&str>,
     took: Duration,
 ) {
-    metrics::counter!(
-        "hooksmith_requests_total",
-        "endpoint" => endpoint,
-        "status" => status.to_string(),
-        "outcome" => outcome
-    )
-    .increment(1);
+    REQUESTS.with(
+        (id(endpoint), status, id(outcome)),
+        || {
+            metrics::counter!(
+                "hooksmith_requests_total",
+                "endpoint" => endpoint,
+                "status" => status.to_string(),
+                "outcome" => outcome
+            )
+        },
+        |c| c.increment(1),
+    );
     if let Some(reason) = reason {
         metrics::counter!("hooksmith_rejected_total", "endpoint" => endpoint, "reason" => reason.to_owned()).increment(1);
     } else {
-        metrics::histogram!("hooksmith_ack_seconds", "endpoint" => endpoint)
-            .record(took.as_secs_f64());
+        ACK.with(
+            id(endpoint),
+            || metrics::histogram!("hooksmith_ack_seconds", "endpoint" => endpoint),
+            |h| h.record(took.as_secs_f64()),
+        );
     }
 }
 
@@ -71,8 +110,11 @@ pub(crate) fn queue_depth(jobs: u64) {
 }
 
 pub(crate) fn handler_run(handler: &'static str, result: &'static str) {
-    metrics::counter!("hooksmith_handler_runs_total", "handler" => handler, "result" => result)
-        .increment(1);
+    RUNS.with(
+        (id(handler), id(result)),
+        || metrics::counter!("hooksmith_handler_runs_total", "handler" => handler, "result" => result),
+        |c| c.increment(1),
+    );
     if result == "dead" {
         metrics::counter!("hooksmith_dead_total", "handler" => handler).increment(1);
     }

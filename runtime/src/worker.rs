@@ -2,7 +2,10 @@
 //! caught and counted as a failure), and record success, a retry with backoff and full jitter, or
 //! `dead`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, watch};
@@ -214,36 +217,25 @@ pub(crate) async fn run_once(
             }
         }
     };
-    let kind = match &result {
-        JobResult::Succeeded => TransitionKind::Succeeded {
-            handler: handler.name.to_owned(),
-        },
+    let label = match &result {
+        JobResult::Succeeded => "succeeded",
         JobResult::Failed {
             retry_at_ms: Some(_),
             ..
-        } => TransitionKind::Retrying {
-            handler: handler.name.to_owned(),
-            attempt,
-        },
+        } => "retrying",
         JobResult::Failed {
             retry_at_ms: None, ..
-        } => TransitionKind::Dead {
-            handler: handler.name.to_owned(),
-        },
+        } => "dead",
     };
-    crate::telemetry::handler_run(
-        handler.name,
-        match &result {
-            JobResult::Succeeded => "succeeded",
-            JobResult::Failed {
-                retry_at_ms: Some(_),
-                ..
-            } => "retrying",
-            JobResult::Failed {
-                retry_at_ms: None, ..
-            } => "dead",
-        },
-    );
+    crate::telemetry::handler_run(handler.name, label);
+    let kind = || {
+        let handler = handler.name.to_owned();
+        match label {
+            "succeeded" => TransitionKind::Succeeded { handler },
+            "retrying" => TransitionKind::Retrying { handler, attempt },
+            _ => TransitionKind::Dead { handler },
+        }
+    };
     if finish(shared, job, result).await {
         shared.publish(&record.endpoint, &record.delivery_id, Some(record.id), kind);
     }
@@ -270,41 +262,61 @@ async fn finish(shared: &Arc<Shared>, job: i64, result: JobResult) -> bool {
     true
 }
 
-/// Runs the handler in its own task (a panic becomes a failure), renewing the job's lease while it
-/// runs and giving up on it after the handler's timeout, which frees the worker slot.
+/// Runs the handler (a panic becomes a failure), renewing the job's lease while it runs and
+/// giving up on it after the handler's timeout, which frees the worker slot.
+///
+/// A handler that finishes at its first poll — most do, or finish after I/O that is already
+/// ready — costs no timer: the lease and deadline timers start only when it has to wait.
 async fn run_with_lease(
     shared: &Arc<Shared>,
     handler: &HandlerRt,
     cx: Context,
     job: i64,
 ) -> Outcome {
-    let mut task = tokio::spawn((handler.run)(cx));
+    let mut run = std::pin::pin!(CatchUnwind((handler.run)(cx)));
+    let first = std::future::poll_fn(|task| Poll::Ready(run.as_mut().poll(task))).await;
+    if let Poll::Ready(outcome) = first {
+        return outcome;
+    }
     let lease = shared.config.lease_ms;
-    let mut renew = tokio::time::interval(Duration::from_millis((lease / 3).max(1).unsigned_abs()));
-    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    renew.tick().await;
-    let deadline = tokio::time::sleep(Duration::from_millis(handler.timeout_ms));
-    tokio::pin!(deadline);
+    let every = Duration::from_millis((lease / 3).max(1).unsigned_abs());
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_millis(handler.timeout_ms);
+    let mut renew_at = started + every;
     loop {
+        let timer = tokio::time::sleep_until(renew_at.min(deadline));
         tokio::select! {
-            joined = &mut task => {
-                return match joined {
-                    Ok(outcome) => outcome,
-                    Err(join) => Outcome::failed(HandlerError::from_join(join)),
-                };
-            }
-            () = &mut deadline => {
-                task.abort();
-                return Outcome::failed(HandlerError::new(format!(
-                    "handler timed out after {} ms",
-                    handler.timeout_ms
-                )));
-            }
-            _ = renew.tick() => {
+            outcome = &mut run => return outcome,
+            () = timer => {
+                if tokio::time::Instant::now() >= deadline {
+                    // Dropping the handler's future cancels it.
+                    return Outcome::failed(HandlerError::new(format!(
+                        "handler timed out after {} ms",
+                        handler.timeout_ms
+                    )));
+                }
+                renew_at += every;
                 if let Err(error) = shared.store.renew(job, lease, shared.clock.now_ms()).await {
                     tracing::warn!(target: "hooksmith::worker", job, %error, "renewing a lease failed");
                 }
             }
+        }
+    }
+}
+
+/// A handler's future with its panics caught: a panic is the run's failure, not the worker's.
+struct CatchUnwind<F>(F);
+
+impl<F: Future<Output = Outcome> + Unpin> Future for CatchUnwind<F> {
+    type Output = Outcome;
+
+    fn poll(mut self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> Poll<Outcome> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Pin::new(&mut *inner).poll(task)
+        })) {
+            Ok(polled) => polled,
+            Err(payload) => Poll::Ready(Outcome::failed(HandlerError::from_panic(&*payload))),
         }
     }
 }

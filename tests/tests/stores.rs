@@ -468,6 +468,48 @@ async fn memory_store() {
     retention(Arc::new(MemoryStore::new())).await;
 }
 
+/// The memory store's history is bounded: the oldest finished deliveries go as new ones finish,
+/// unfinished and dead ones stay, and de-duplication still knows every key.
+#[tokio::test]
+async fn the_memory_store_keeps_a_bounded_history() {
+    let store = MemoryStore::keeping(3);
+    let dead = match store.ingest(delivery("dead", &["h"])).await.unwrap() {
+        Ingest::Stored { id, jobs } => {
+            let claimed = claim_n(&store, 1, 60_000).await;
+            assert_eq!(claimed[0].id, jobs[0]);
+            let failed = JobResult::Failed {
+                error: "no".into(),
+                retry_at_ms: None,
+            };
+            store.finish(jobs[0], failed, now()).await.unwrap();
+            id
+        }
+        Ingest::Duplicate { .. } => unreachable!(),
+    };
+    let pending = match store.ingest(delivery("pending", &["h"])).await.unwrap() {
+        Ingest::Stored { id, .. } => id,
+        Ingest::Duplicate { .. } => unreachable!(),
+    };
+    let mut finished = Vec::new();
+    for i in 0..10 {
+        // Unhandled deliveries are finished at once.
+        match store.ingest(delivery(&format!("k{i}"), &[])).await.unwrap() {
+            Ingest::Stored { id, .. } => finished.push(id),
+            Ingest::Duplicate { .. } => unreachable!(),
+        }
+    }
+    for id in &finished[..7] {
+        assert!(store.get(*id).await.unwrap().is_none(), "{id} was evicted");
+    }
+    for id in finished[7..].iter().chain([&dead, &pending]) {
+        assert!(store.get(*id).await.unwrap().is_some(), "{id} is kept");
+    }
+    assert!(matches!(
+        store.ingest(delivery("k0", &[])).await.unwrap(),
+        Ingest::Duplicate { .. }
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_store() {
     let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_suite")));

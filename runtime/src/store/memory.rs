@@ -1,6 +1,6 @@
 //! The in-memory store: for tests and demos. Nothing survives the process.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
@@ -10,9 +10,22 @@ use super::{
 };
 
 /// A [`Store`] that keeps everything in memory. Not durable: the startup banner says so.
-#[derive(Debug, Default)]
+///
+/// Its history is bounded: once more than [`MemoryStore::DEFAULT_KEEP`] (or the number given to
+/// [`MemoryStore::keeping`]) finished deliveries are held, the oldest finished one is dropped as
+/// each new one finishes, so memory stays flat under any load. Deliveries with a handler still to
+/// run, retrying or dead are never dropped; idempotency keys outlive their deliveries as in every
+/// store.
+#[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    keep: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::keeping(Self::DEFAULT_KEEP)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -27,6 +40,10 @@ struct Inner {
     /// Claimed jobs by lease expiry.
     leased: BTreeSet<(i64, i64)>,
     connections: BTreeMap<String, Connection>,
+    /// Deliveries in the order they finished (every handler succeeded, or none matched); the
+    /// front is dropped first when the history is full. May name deliveries already gone or
+    /// replayed since: eviction checks.
+    finished: VecDeque<i64>,
 }
 
 #[derive(Debug)]
@@ -49,9 +66,20 @@ struct Job {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// How many finished deliveries the history holds unless told otherwise.
+    pub const DEFAULT_KEEP: usize = 10_000;
+
+    /// An empty store keeping the last [`MemoryStore::DEFAULT_KEEP`] finished deliveries.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store keeping the last `deliveries` finished deliveries (at least one).
+    pub fn keeping(deliveries: usize) -> Self {
+        Self {
+            inner: Mutex::default(),
+            keep: deliveries.max(1),
+        }
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
@@ -72,6 +100,34 @@ impl Inner {
                 && job.order_key.as_ref() == Some(key)
                 && !matches!(job.status, JobStatus::Succeeded | JobStatus::Dead)
         })
+    }
+
+    /// Whether every job of the delivery succeeded (or it has none).
+    fn is_finished(&self, delivery: i64) -> bool {
+        self.deliveries.get(&delivery).is_some_and(|entry| {
+            entry.jobs.iter().all(|id| {
+                self.jobs
+                    .get(id)
+                    .is_some_and(|j| j.status == JobStatus::Succeeded)
+            })
+        })
+    }
+
+    /// Drops the oldest finished deliveries beyond `keep`, with their jobs.
+    fn evict(&mut self, keep: usize) {
+        while self.finished.len() > keep {
+            let Some(id) = self.finished.pop_front() else {
+                break;
+            };
+            if !self.is_finished(id) {
+                continue;
+            }
+            if let Some(entry) = self.deliveries.remove(&id) {
+                for job in entry.jobs {
+                    self.jobs.remove(&job);
+                }
+            }
+        }
     }
 
     fn id(&mut self) -> i64 {
@@ -172,6 +228,10 @@ impl Store for MemoryStore {
                     jobs: job_ids.clone(),
                 },
             );
+            if job_ids.is_empty() {
+                inner.finished.push_back(id);
+                inner.evict(self.keep);
+            }
             Ok(Ingest::Stored { id, jobs: job_ids })
         })
     }
@@ -248,7 +308,9 @@ impl Store for MemoryStore {
                 return Err(StoreError(format!("no job {id}")));
             };
             let lease = (job.lease_until, id);
+            let delivery = job.delivery;
             let mut requeue = None;
+            let succeeded = matches!(result, JobResult::Succeeded);
             match result {
                 JobResult::Succeeded => {
                     job.status = JobStatus::Succeeded;
@@ -268,6 +330,10 @@ impl Store for MemoryStore {
             inner.leased.remove(&lease);
             if let Some(due) = requeue {
                 inner.due.insert(due);
+            }
+            if succeeded && inner.is_finished(delivery) {
+                inner.finished.push_back(delivery);
+                inner.evict(self.keep);
             }
             Ok(())
         })
