@@ -66,7 +66,11 @@ async fn github(State(receiver): State<Receiver>, headers: HeaderMap, body: Byte
     if mac.verify_slice(&signature).is_err() {
         return StatusCode::UNAUTHORIZED;
     }
-    if headers.get("x-github-event").map(http::HeaderValue::as_bytes) != Some(b"pull_request") {
+    if headers
+        .get("x-github-event")
+        .map(http::HeaderValue::as_bytes)
+        != Some(b"pull_request")
+    {
         return StatusCode::NO_CONTENT;
     }
     let Some(id) = headers
@@ -78,7 +82,12 @@ async fn github(State(receiver): State<Receiver>, headers: HeaderMap, body: Byte
     let Ok(event) = serde_json::from_slice::<PullRequestEvent<'_>>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
-    if !receiver.seen.lock().expect("not poisoned").insert(id.into()) {
+    if !receiver
+        .seen
+        .lock()
+        .expect("not poisoned")
+        .insert(id.into())
+    {
         return StatusCode::NO_CONTENT;
     }
     if event.action == "opened" {

@@ -169,7 +169,9 @@ async fn connection_loop(
             Some(http::StatusCode::NO_CONTENT) if counted => {
                 window.ok += 1;
                 let us = sent.elapsed().as_micros();
-                window.latencies_us.push(u32::try_from(us).unwrap_or(u32::MAX));
+                window
+                    .latencies_us
+                    .push(u32::try_from(us).unwrap_or(u32::MAX));
             }
             Some(_) if counted => window.errors += 1,
             Some(_) => {}

@@ -226,7 +226,9 @@ async fn measure(
         errors: window.errors,
         rss_kib,
         handled_rate: match (before, after) {
-            (Some(b), Some(a)) => Some((a.succeeded - b.succeeded) as f64 / window.elapsed.as_secs_f64()),
+            (Some(b), Some(a)) => {
+                Some((a.succeeded - b.succeeded) as f64 / window.elapsed.as_secs_f64())
+            }
             _ => None,
         },
         backlog: after.map(|a| a.stored.saturating_sub(a.succeeded)),
@@ -392,7 +394,13 @@ fn drive(
         .build()?;
     runtime.block_on(async move {
         let payload = Arc::new(Payload::new(size.body(), SECRET));
-        let load = load::Load::start(addr, connections, payload, format!("drive-{}-{}", std::process::id(), unique())).await?;
+        let load = load::Load::start(
+            addr,
+            connections,
+            payload,
+            format!("drive-{}-{}", std::process::id(), unique()),
+        )
+        .await?;
         load.count(true);
         tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
         load.count(false);

@@ -127,7 +127,8 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
                 s.rss_kib / 1024.0,
                 s.handled_rate
                     .map_or_else(|| "inline".to_owned(), |h| format!("{h:.0}")),
-                s.backlog.map_or_else(|| "—".to_owned(), |b| format!("{b:.0}")),
+                s.backlog
+                    .map_or_else(|| "—".to_owned(), |b| format!("{b:.0}")),
                 if target == Target::HandWritten {
                     "1.00×".to_owned()
                 } else {
@@ -141,7 +142,12 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
             );
             if s.errors > 0 {
                 checks.push((
-                    format!("{} {} B × {}: no errors", target.name(), cell.body_len, cell.connections),
+                    format!(
+                        "{} {} B × {}: no errors",
+                        target.name(),
+                        cell.body_len,
+                        cell.connections
+                    ),
                     false,
                 ));
             }
@@ -164,7 +170,10 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
             let keeps_up = s.handled_rate.is_some_and(|h| h >= 0.95 * s.rate);
             match target {
                 Target::Memory => {
-                    checks.push((label(&format!("throughput {ratio:.2}× ≥ 0.90×")), ratio >= 0.9));
+                    checks.push((
+                        label(&format!("throughput {ratio:.2}× ≥ 0.90×")),
+                        ratio >= 0.9,
+                    ));
                     let p99 = s.p99_ms / base.p99_ms;
                     checks.push((label(&format!("p99 {p99:.2}× ≤ 1.25×")), p99 <= 1.25));
                     // The memory store keeps every delivery's body for the history.
@@ -189,7 +198,10 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
                     ));
                 }
                 Target::Sqlite if cell.body_len < 2048 => {
-                    checks.push((label(&format!("throughput {ratio:.2}× ≥ 0.50×")), ratio >= 0.5));
+                    checks.push((
+                        label(&format!("throughput {ratio:.2}× ≥ 0.50×")),
+                        ratio >= 0.5,
+                    ));
                     checks.push((
                         label(&format!(
                             "handlers keep up ({:.0}/s for {:.0} acks/s)",

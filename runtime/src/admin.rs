@@ -226,7 +226,7 @@ async fn replay(
     };
     let mut handlers = Vec::with_capacity(matched.len());
     for (handler, job) in matched.iter().zip(ids) {
-        let outcome = worker::run_once(&shared, handler, record.clone(), job, 1).await;
+        let outcome = worker::run_once(&shared, handler, record.clone(), job, 1, None).await;
         handlers.push(HandlerReport {
             name: handler.name,
             success: outcome.result.is_ok(),

@@ -175,7 +175,7 @@ impl Default for AppBuilder {
             file: Ok(crate::config_file::ConfigFile::default()),
             config: Config {
                 lease_ms: 5 * 60 * 1000,
-                concurrency: 64,
+                concurrency: 256,
                 shutdown_grace: Duration::from_secs(30),
                 public_url: None,
                 history: DEFAULT_HISTORY,
@@ -263,7 +263,9 @@ impl AppBuilder {
         self
     }
 
-    /// How many handler runs may be in flight at once (default 64).
+    /// How many handler runs may be in flight at once (default 256). It is also the most jobs one
+    /// claim takes from the store: on a durable store each claim waits for a commit, so a small
+    /// number caps how many handlers finish per second.
     pub fn concurrency(mut self, jobs: usize) -> Self {
         self.config.concurrency = jobs.max(1);
         self

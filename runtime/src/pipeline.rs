@@ -288,7 +288,7 @@ async fn accept(
     let handler = matched[i].clone();
     let response = match shared.store.get(record_id).await {
         Ok(Some((_, record))) => {
-            let outcome = worker::run_once(shared, &handler, record, job_ids[i], 1).await;
+            let outcome = worker::run_once(shared, &handler, record, job_ids[i], 1, None).await;
             outcome
                 .response
                 .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())

@@ -55,7 +55,10 @@ impl<K: PartialEq, V> Handles<K, V> {
     }
 
     fn with(&self, key: K, make: impl FnOnce() -> V, use_it: impl FnOnce(&V)) {
-        let mut handles = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut handles = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((_, value)) = handles.iter().find(|(k, _)| *k == key) {
             use_it(value);
             return;

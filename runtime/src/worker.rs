@@ -32,6 +32,8 @@ pub(crate) async fn run(
     grace: Duration,
 ) {
     let permits = Arc::new(Semaphore::new(concurrency));
+    // Held (shared) by each job until its result is recorded; the drain takes it exclusively.
+    let recording = Arc::new(tokio::sync::RwLock::new(()));
     let running: Arc<std::sync::Mutex<std::collections::HashSet<i64>>> = Arc::default();
     // Once the app's stop handle is dropped, only dropping the app itself stops the worker.
     let mut stoppable = true;
@@ -74,18 +76,19 @@ pub(crate) async fn run(
             };
             let app = app.clone();
             let running = running.clone();
+            let record = recording.clone().read_owned().await;
             running
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(job.id);
             tokio::spawn(async move {
                 let id = job.id;
-                run_claimed(&app, job).await;
+                run_claimed(&app, job, permit).await;
                 running
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(&id);
-                drop(permit);
+                drop(record);
             });
         }
         if busy && permits.available_permits() > 0 {
@@ -119,10 +122,11 @@ pub(crate) async fn run(
     }
     // Drain: wait for running handlers to finish within the grace period.
     let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
-    if tokio::time::timeout(grace, permits.acquire_many(all))
-        .await
-        .is_err()
-    {
+    let drained = async {
+        let _handlers_done = permits.acquire_many(all).await;
+        let _results_recorded = recording.write().await;
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         // Give the unfinished jobs back now, so the next start (or another instance) runs them
         // without waiting for their leases to run out.
         let unfinished: Vec<i64> = running
@@ -144,7 +148,11 @@ pub(crate) async fn run(
     }
 }
 
-async fn run_claimed(shared: &Arc<Shared>, job: ClaimedJob) {
+async fn run_claimed(
+    shared: &Arc<Shared>,
+    job: ClaimedJob,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let Some(handler) = shared.handlers.get(job.handler.as_str()).cloned() else {
         let error = format!("no handler named `{}` in this build", job.handler);
         tracing::error!(target: "hooksmith::worker", job = job.id, %error);
@@ -156,17 +164,27 @@ async fn run_claimed(shared: &Arc<Shared>, job: ClaimedJob) {
         finish(shared, job.id, result).await;
         return;
     };
-    run_once(shared, &handler, job.delivery, job.id, job.attempt).await;
+    run_once(
+        shared,
+        &handler,
+        job.delivery,
+        job.id,
+        job.attempt,
+        Some(permit),
+    )
+    .await;
 }
 
 /// Runs one attempt of a claimed job and records how it ended; returns the outcome (with the
-/// response of an `ack = "handled"` handler).
+/// response of an `ack = "handled"` handler). The worker slot `permit` is given back as soon as
+/// the handler returns: recording its result waits for a commit, and the next job need not.
 pub(crate) async fn run_once(
     shared: &Arc<Shared>,
     handler: &HandlerRt,
     record: Arc<StoredDelivery>,
     job: i64,
     attempt: u32,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Outcome {
     let span = tracing::info_span!(
         "hooksmith.handler",
@@ -190,6 +208,7 @@ pub(crate) async fn run_once(
         state: shared.state.clone(),
     };
     let outcome = run_with_lease(shared, handler, cx, job).await;
+    drop(permit);
     let result = match &outcome.result {
         Ok(()) => {
             tracing::info!(target: "hooksmith::handler", "handler succeeded");

@@ -7,13 +7,14 @@
 //! hooksmith would have answered 2xx for them, so that mode breaks the "2xx means stored" promise
 //! across machine crashes and is opt-in.
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, mpsc, oneshot};
 
 use super::Retention;
 use super::sql::{self, JobRow, error};
@@ -65,11 +66,35 @@ const SCHEMA: &[&str] = &[
 ];
 
 /// A [`Store`] in one SQLite file.
+///
+/// Writes on the hot path — storing deliveries and recording handler results — go through one
+/// writer task that commits them in groups: every write that arrived while the previous commit
+/// was being synced joins the next transaction, so one sync serves many deliveries, and each
+/// caller is answered only after the commit that holds its write. Should a group fail, each of
+/// its writes is retried alone, so one bad write cannot fail the others.
 #[derive(Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    ready: OnceCell<()>,
+    ready: OnceCell<mpsc::UnboundedSender<Write>>,
     synchronous_full: bool,
+}
+
+/// The most writes one group commit takes.
+const MAX_GROUP: usize = 256;
+/// The most rows one multi-row `INSERT` carries.
+const MAX_ROWS: usize = 64;
+
+/// A write waiting for the next group commit, with where to send its result.
+#[derive(Debug)]
+enum Write {
+    Ingest(NewDelivery, oneshot::Sender<Result<Ingest, StoreError>>),
+    Finish(i64, JobResult, oneshot::Sender<Result<(), StoreError>>),
+    Claim {
+        limit: usize,
+        lease_ms: i64,
+        now_ms: i64,
+        reply: oneshot::Sender<Result<Vec<ClaimedJob>, StoreError>>,
+    },
 }
 
 impl SqliteStore {
@@ -108,7 +133,8 @@ impl SqliteStore {
         })
     }
 
-    async fn ready(&self) -> Result<(), StoreError> {
+    /// Applies the schema and starts the writer, once; returns the writer's queue.
+    async fn ready(&self) -> Result<&mpsc::UnboundedSender<Write>, StoreError> {
         self.ready
             .get_or_try_init(|| async {
                 let mut tx = self
@@ -123,10 +149,26 @@ impl SqliteStore {
                         .map_err(error("creating the schema"))?;
                 }
                 tx.commit().await.map_err(error("creating the schema"))?;
-                Ok(())
+                let (queue, writes) = mpsc::unbounded_channel();
+                // The writer ends when the store (the queue's only sender) is dropped.
+                tokio::spawn(writer(self.pool.clone(), writes));
+                Ok(queue)
             })
             .await
-            .copied()
+    }
+
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.ready()
+            .await?
+            .send(make(reply))
+            .map_err(|_| StoreError("the SQLite writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError("the SQLite writer has stopped".into()))?
     }
 
     async fn jobs_of(&self, ids: &[i64]) -> Result<Vec<JobRow>, StoreError> {
@@ -157,158 +199,16 @@ impl Store for SqliteStore {
     }
 
     fn ingest(&self, new: NewDelivery) -> StoreFuture<'_, Ingest> {
-        Box::pin(async move {
-            self.ready().await?;
-            let write = error("storing a delivery");
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(&write)?;
-            let claimed = sqlx::query("INSERT INTO hooksmith_keys (idem_key, delivery, seen_at_ms) VALUES (?1, 0, ?2) ON CONFLICT DO NOTHING")
-                .bind(&new.key)
-                .bind(new.received_at_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(&write)?;
-            if claimed.rows_affected() == 0 {
-                let id: i64 =
-                    sqlx::query_scalar("SELECT delivery FROM hooksmith_keys WHERE idem_key = ?1")
-                        .bind(&new.key)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(&write)?;
-                return Ok(Ingest::Duplicate { id });
-            }
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO hooksmith_deliveries (idem_key, endpoint, connection, event, delivery_id, headers, body, received_at_ms, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
-            )
-            .bind(&new.key)
-            .bind(&new.endpoint)
-            .bind(&new.connection)
-            .bind(&new.event)
-            .bind(&new.delivery_id)
-            .bind(sql::encode_headers(&new.headers))
-            .bind(new.body.as_ref())
-            .bind(new.received_at_ms)
-            .bind(sql::initial_status(&new.jobs))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(&write)?;
-            sqlx::query("UPDATE hooksmith_keys SET delivery = ?1 WHERE idem_key = ?2")
-                .bind(id)
-                .bind(&new.key)
-                .execute(&mut *tx)
-                .await
-                .map_err(&write)?;
-            let mut jobs = Vec::with_capacity(new.jobs.len());
-            for job in &new.jobs {
-                let (status, attempts, lease) = match job.claimed_for_ms {
-                    Some(lease) => ("running", 1, new.received_at_ms.saturating_add(lease)),
-                    None => ("pending", 0, 0),
-                };
-                let job_id: i64 = sqlx::query_scalar(
-                    "INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms, order_key)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
-                )
-                .bind(id)
-                .bind(&job.handler)
-                .bind(status)
-                .bind(attempts)
-                .bind(i64::from(job.max_attempts))
-                .bind(new.received_at_ms)
-                .bind(lease)
-                .bind(&job.order_key)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(&write)?;
-                jobs.push(job_id);
-            }
-            tx.commit().await.map_err(&write)?;
-            Ok(Ingest::Stored { id, jobs })
-        })
+        Box::pin(self.write(move |reply| Write::Ingest(new, reply)))
     }
 
     fn claim(&self, limit: usize, lease_ms: i64, now_ms: i64) -> StoreFuture<'_, Vec<ClaimedJob>> {
-        Box::pin(async move {
-            self.ready().await?;
-            let write = error("claiming jobs");
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(&write)?;
-            let rows = sqlx::query(
-                "UPDATE hooksmith_jobs SET status = 'running', attempts = attempts + 1, lease_until_ms = ?1 + ?2
-                 WHERE id IN (
-                    SELECT id FROM hooksmith_jobs
-                    WHERE ((status IN ('pending', 'retrying') AND next_at_ms <= ?1)
-                       OR (status = 'running' AND lease_until_ms <= ?1))
-                    AND (order_key IS NULL OR NOT EXISTS (
-                        SELECT 1 FROM hooksmith_jobs earlier
-                        WHERE earlier.order_key = hooksmith_jobs.order_key AND earlier.id < hooksmith_jobs.id
-                          AND earlier.status NOT IN ('succeeded', 'dead')))
-                    ORDER BY next_at_ms, id LIMIT ?3)
-                 RETURNING id, delivery, handler, attempts, max_attempts",
-            )
-            .bind(now_ms)
-            .bind(lease_ms)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(&write)?;
-            if rows.is_empty() {
-                tx.commit().await.map_err(&write)?;
-                return Ok(Vec::new());
-            }
-            let mut jobs = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let id: i64 = row.try_get("id").map_err(&write)?;
-                let delivery: i64 = row.try_get("delivery").map_err(&write)?;
-                let handler: String = row.try_get("handler").map_err(&write)?;
-                let attempts: i64 = row.try_get("attempts").map_err(&write)?;
-                let max_attempts: i64 = row.try_get("max_attempts").map_err(&write)?;
-                jobs.push((id, delivery, handler, attempts, max_attempts));
-            }
-            let ids = sql::ids_json(jobs.iter().map(|j| j.1));
-            sqlx::query(
-                "UPDATE hooksmith_deliveries SET status = 'dispatched'
-                 WHERE status = 'received' AND id IN (SELECT value FROM json_each(?1))",
-            )
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await
-            .map_err(&write)?;
-            let records = sqlx::query(
-                "SELECT * FROM hooksmith_deliveries WHERE id IN (SELECT value FROM json_each(?1))",
-            )
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(&write)?;
-            tx.commit().await.map_err(&write)?;
-            let records: Vec<Arc<StoredDelivery>> = records
-                .iter()
-                .map(stored)
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .map(Arc::new)
-                .collect();
-            Ok(jobs
-                .into_iter()
-                .filter_map(|(id, delivery, handler, attempts, max_attempts)| {
-                    let record = records.iter().find(|r| r.id == delivery)?.clone();
-                    Some(ClaimedJob {
-                        id,
-                        delivery: record,
-                        handler,
-                        attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
-                        max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
-                    })
-                })
-                .collect())
-        })
+        Box::pin(self.write(move |reply| Write::Claim {
+            limit,
+            lease_ms,
+            now_ms,
+            reply,
+        }))
     }
 
     fn next_due(&self) -> StoreFuture<'_, Option<i64>> {
@@ -327,49 +227,7 @@ impl Store for SqliteStore {
     }
 
     fn finish(&self, job: i64, result: JobResult, _now_ms: i64) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            self.ready().await?;
-            let write = error("recording a job's result");
-            let (status, last_error, next_at) = match result {
-                JobResult::Succeeded => ("succeeded", None, None),
-                JobResult::Failed {
-                    error,
-                    retry_at_ms: Some(at),
-                } => ("retrying", Some(error), Some(at)),
-                JobResult::Failed {
-                    error,
-                    retry_at_ms: None,
-                } => ("dead", Some(error), None),
-            };
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(&write)?;
-            let delivery: Option<i64> = sqlx::query_scalar(
-                "UPDATE hooksmith_jobs SET status = ?1, last_error = COALESCE(?2, last_error),
-                    next_at_ms = COALESCE(?3, next_at_ms), lease_until_ms = 0
-                 WHERE id = ?4 RETURNING delivery",
-            )
-            .bind(status)
-            .bind(last_error)
-            .bind(next_at)
-            .bind(job)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(&write)?;
-            let delivery = delivery.ok_or_else(|| StoreError(format!("no job {job}")))?;
-            let update = format!(
-                "UPDATE hooksmith_deliveries SET status = ({}) WHERE id = ?1",
-                sql::status_case("?1")
-            );
-            sqlx::query(sqlx::AssertSqlSafe(update))
-                .bind(delivery)
-                .execute(&mut *tx)
-                .await
-                .map_err(&write)?;
-            tx.commit().await.map_err(&write)
-        })
+        Box::pin(self.write(move |reply| Write::Finish(job, result, reply)))
     }
 
     fn replay(
@@ -667,4 +525,394 @@ impl Store for SqliteStore {
             Ok(Some((summary, Arc::new(record))))
         })
     }
+}
+
+/// What one write of a group came to.
+enum Done {
+    Ingest(Result<Ingest, StoreError>),
+    Finish(Result<(), StoreError>),
+    Claim(Result<Vec<ClaimedJob>, StoreError>),
+}
+
+/// The group committer: takes every write queued (up to [`MAX_GROUP`]), commits them in one
+/// transaction, then answers each. A group that fails is committed again one write at a time.
+async fn writer(pool: SqlitePool, mut writes: mpsc::UnboundedReceiver<Write>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while writes.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let batch: Vec<Write> = std::mem::take(&mut group);
+        if batch.len() > 1 {
+            match commit(&pool, &batch).await {
+                Ok(done) => {
+                    answer(batch, done);
+                    continue;
+                }
+                Err(error) => tracing::warn!(
+                    target: "hooksmith::store",
+                    %error,
+                    writes = batch.len(),
+                    "a group commit failed; committing its writes one at a time"
+                ),
+            }
+        }
+        for write in batch {
+            let done = match commit(&pool, std::slice::from_ref(&write)).await {
+                Ok(done) => done,
+                Err(error) => vec![match &write {
+                    Write::Ingest(..) => Done::Ingest(Err(error)),
+                    Write::Finish(..) => Done::Finish(Err(error)),
+                    Write::Claim { .. } => Done::Claim(Err(error)),
+                }],
+            };
+            answer(vec![write], done);
+        }
+    }
+}
+
+fn answer(batch: Vec<Write>, done: Vec<Done>) {
+    for (write, done) in batch.into_iter().zip(done) {
+        // A caller that went away (its request was cancelled) needs no answer.
+        match (write, done) {
+            (Write::Ingest(_, reply), Done::Ingest(result)) => {
+                let _ = reply.send(result);
+            }
+            (Write::Finish(_, _, reply), Done::Finish(result)) => {
+                let _ = reply.send(result);
+            }
+            (Write::Claim { reply, .. }, Done::Claim(result)) => {
+                let _ = reply.send(result);
+            }
+            (Write::Ingest(_, reply), _) => {
+                let _ = reply.send(Err(StoreError("internal: mismatched write".into())));
+            }
+            (Write::Finish(_, _, reply), _) => {
+                let _ = reply.send(Err(StoreError("internal: mismatched write".into())));
+            }
+            (Write::Claim { reply, .. }, _) => {
+                let _ = reply.send(Err(StoreError("internal: mismatched write".into())));
+            }
+        }
+    }
+}
+
+/// `(?, ?, ?), (?, ?, ?)` for `rows` rows of `columns` values.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
+}
+
+/// Commits a group of writes in one transaction; the result of each, in order.
+async fn commit(pool: &SqlitePool, batch: &[Write]) -> Result<Vec<Done>, StoreError> {
+    let write = error("storing deliveries and results");
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(&write)?;
+    let ingests: Vec<&NewDelivery> = batch
+        .iter()
+        .filter_map(|w| match w {
+            Write::Ingest(new, _) => Some(new),
+            Write::Finish(..) | Write::Claim { .. } => None,
+        })
+        .collect();
+    let mut ingested = Vec::with_capacity(ingests.len());
+    if !ingests.is_empty() {
+        // Keys already stored: those deliveries are duplicates.
+        let keys =
+            serde_json::to_string(&ingests.iter().map(|n| n.key.as_str()).collect::<Vec<_>>())
+                .map_err(|e| StoreError(e.to_string()))?;
+        let known: HashMap<String, i64> = sqlx::query(
+            "SELECT idem_key, delivery FROM hooksmith_keys WHERE idem_key IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(keys)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(&write)?
+        .iter()
+        .map(|row| Ok((row.try_get("idem_key")?, row.try_get("delivery")?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(&write)?;
+        // The first of each new key is stored; a second in the same group is its duplicate.
+        let mut seen = HashSet::new();
+        let fresh: Vec<&NewDelivery> = ingests
+            .iter()
+            .copied()
+            .filter(|n| !known.contains_key(&n.key) && seen.insert(n.key.as_str()))
+            .collect();
+        let mut ids: HashMap<String, i64> = HashMap::with_capacity(fresh.len());
+        for chunk in fresh.chunks(MAX_ROWS) {
+            let statement = format!(
+                "INSERT INTO hooksmith_deliveries (idem_key, endpoint, connection, event, delivery_id, headers, body, received_at_ms, status)
+                 VALUES {} RETURNING id, idem_key",
+                placeholders(chunk.len(), 9)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).persistent(false);
+            for n in chunk {
+                query = query
+                    .bind(&n.key)
+                    .bind(&n.endpoint)
+                    .bind(&n.connection)
+                    .bind(&n.event)
+                    .bind(&n.delivery_id)
+                    .bind(sql::encode_headers(&n.headers))
+                    .bind(n.body.as_ref())
+                    .bind(n.received_at_ms)
+                    .bind(sql::initial_status(&n.jobs));
+            }
+            for row in query.fetch_all(&mut *tx).await.map_err(&write)? {
+                ids.insert(
+                    row.try_get("idem_key").map_err(&write)?,
+                    row.try_get("id").map_err(&write)?,
+                );
+            }
+        }
+        for chunk in fresh.chunks(MAX_ROWS) {
+            let statement = format!(
+                "INSERT INTO hooksmith_keys (idem_key, delivery, seen_at_ms) VALUES {}",
+                placeholders(chunk.len(), 3)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).persistent(false);
+            for n in chunk {
+                query = query
+                    .bind(&n.key)
+                    .bind(ids.get(&n.key).copied())
+                    .bind(n.received_at_ms);
+            }
+            query.execute(&mut *tx).await.map_err(&write)?;
+        }
+        let jobs: Vec<(i64, &NewDelivery, &NewJob)> = fresh
+            .iter()
+            .filter_map(|n| Some((*ids.get(&n.key)?, *n)))
+            .flat_map(|(id, n)| n.jobs.iter().map(move |job| (id, n, job)))
+            .collect();
+        let mut job_ids: HashMap<(i64, String), i64> = HashMap::with_capacity(jobs.len());
+        for chunk in jobs.chunks(MAX_ROWS) {
+            let statement = format!(
+                "INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms, order_key)
+                 VALUES {} RETURNING id, delivery, handler",
+                placeholders(chunk.len(), 8)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).persistent(false);
+            for (delivery, n, job) in chunk {
+                let (status, attempts, lease) = match job.claimed_for_ms {
+                    Some(lease) => ("running", 1, n.received_at_ms.saturating_add(lease)),
+                    None => ("pending", 0, 0),
+                };
+                query = query
+                    .bind(*delivery)
+                    .bind(&job.handler)
+                    .bind(status)
+                    .bind(attempts)
+                    .bind(i64::from(job.max_attempts))
+                    .bind(n.received_at_ms)
+                    .bind(lease)
+                    .bind(&job.order_key);
+            }
+            for row in query.fetch_all(&mut *tx).await.map_err(&write)? {
+                job_ids.insert(
+                    (
+                        row.try_get("delivery").map_err(&write)?,
+                        row.try_get("handler").map_err(&write)?,
+                    ),
+                    row.try_get("id").map_err(&write)?,
+                );
+            }
+        }
+        let mut stored = HashSet::new();
+        for n in &ingests {
+            let result = match (known.get(&n.key), ids.get(&n.key)) {
+                (Some(&id), _) => Ok(Ingest::Duplicate { id }),
+                (None, Some(&id)) if stored.insert(id) => n
+                    .jobs
+                    .iter()
+                    .map(|job| job_ids.get(&(id, job.handler.clone())).copied())
+                    .collect::<Option<Vec<i64>>>()
+                    .map(|jobs| Ingest::Stored { id, jobs })
+                    .ok_or_else(|| StoreError("a stored job's id was not returned".into())),
+                (None, Some(&id)) => Ok(Ingest::Duplicate { id }),
+                (None, None) => Err(StoreError("a stored delivery's id was not returned".into())),
+            };
+            ingested.push(result);
+        }
+    }
+
+    // Handler results: successes in one statement, failures one by one.
+    let succeeded: Vec<i64> = batch
+        .iter()
+        .filter_map(|w| match w {
+            Write::Finish(job, JobResult::Succeeded, _) => Some(*job),
+            _ => None,
+        })
+        .collect();
+    let mut finished: HashMap<i64, i64> = HashMap::new();
+    if !succeeded.is_empty() {
+        let rows = sqlx::query(
+            "UPDATE hooksmith_jobs SET status = 'succeeded', lease_until_ms = 0
+             WHERE id IN (SELECT value FROM json_each(?1)) RETURNING id, delivery",
+        )
+        .bind(sql::ids_json(succeeded.iter().copied()))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(&write)?;
+        for row in rows {
+            finished.insert(
+                row.try_get("id").map_err(&write)?,
+                row.try_get("delivery").map_err(&write)?,
+            );
+        }
+    }
+    for w in batch {
+        let Write::Finish(job, JobResult::Failed { error, retry_at_ms }, _) = w else {
+            continue;
+        };
+        let status = if retry_at_ms.is_some() {
+            "retrying"
+        } else {
+            "dead"
+        };
+        let delivery: Option<i64> = sqlx::query_scalar(
+            "UPDATE hooksmith_jobs SET status = ?1, last_error = ?2,
+                next_at_ms = COALESCE(?3, next_at_ms), lease_until_ms = 0
+             WHERE id = ?4 RETURNING delivery",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(*retry_at_ms)
+        .bind(*job)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(&write)?;
+        if let Some(delivery) = delivery {
+            finished.insert(*job, delivery);
+        }
+    }
+    if !finished.is_empty() {
+        let update = format!(
+            "UPDATE hooksmith_deliveries SET status = ({})
+             WHERE id IN (SELECT value FROM json_each(?1))",
+            sql::status_case("hooksmith_deliveries.id")
+        );
+        sqlx::query(sqlx::AssertSqlSafe(update))
+            .bind(sql::ids_json(finished.values().copied()))
+            .execute(&mut *tx)
+            .await
+            .map_err(&write)?;
+    }
+    // Claims last, so they see the jobs this group stored and released.
+    let mut claimed = Vec::new();
+    for w in batch {
+        if let Write::Claim {
+            limit,
+            lease_ms,
+            now_ms,
+            ..
+        } = w
+        {
+            claimed.push(claim_in(&mut tx, *limit, *lease_ms, *now_ms).await?);
+        }
+    }
+    tx.commit().await.map_err(&write)?;
+
+    let mut ingested = ingested.into_iter();
+    let mut claimed = claimed.into_iter();
+    Ok(batch
+        .iter()
+        .map(|w| match w {
+            Write::Ingest(..) => Done::Ingest(
+                ingested
+                    .next()
+                    .unwrap_or_else(|| Err(StoreError("internal: missing result".into()))),
+            ),
+            Write::Finish(job, ..) => Done::Finish(if finished.contains_key(job) {
+                Ok(())
+            } else {
+                Err(StoreError(format!("no job {job}")))
+            }),
+            Write::Claim { .. } => Done::Claim(Ok(claimed.next().unwrap_or_default())),
+        })
+        .collect())
+}
+
+/// Claims up to `limit` due jobs inside the group's transaction.
+async fn claim_in(
+    tx: &mut sqlx::SqliteConnection,
+    limit: usize,
+    lease_ms: i64,
+    now_ms: i64,
+) -> Result<Vec<ClaimedJob>, StoreError> {
+    let write = error("claiming jobs");
+    // Each kind of due job is read along its own index, in due order, stopping at `limit`:
+    // the cost does not grow with the backlog.
+    let free = "(order_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM hooksmith_jobs earlier
+        WHERE earlier.order_key = j.order_key AND earlier.id < j.id
+          AND earlier.status NOT IN ('succeeded', 'dead')))";
+    let statement = format!(
+        "UPDATE hooksmith_jobs SET status = 'running', attempts = attempts + 1, lease_until_ms = ?1 + ?2
+         WHERE id IN (SELECT id FROM (
+            SELECT * FROM (SELECT id, next_at_ms FROM hooksmith_jobs j
+                WHERE status = 'pending' AND next_at_ms <= ?1 AND {free}
+                ORDER BY next_at_ms, id LIMIT ?3)
+            UNION ALL
+            SELECT * FROM (SELECT id, next_at_ms FROM hooksmith_jobs j
+                WHERE status = 'retrying' AND next_at_ms <= ?1 AND {free}
+                ORDER BY next_at_ms, id LIMIT ?3)
+            UNION ALL
+            SELECT * FROM (SELECT id, next_at_ms FROM hooksmith_jobs j
+                WHERE status = 'running' AND lease_until_ms <= ?1 AND {free}
+                ORDER BY lease_until_ms, id LIMIT ?3))
+            ORDER BY next_at_ms, id LIMIT ?3)
+         RETURNING id, delivery, handler, attempts, max_attempts"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(statement))
+        .bind(now_ms)
+        .bind(lease_ms)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(&write)?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: i64 = row.try_get("id").map_err(&write)?;
+        let delivery: i64 = row.try_get("delivery").map_err(&write)?;
+        let handler: String = row.try_get("handler").map_err(&write)?;
+        let attempts: i64 = row.try_get("attempts").map_err(&write)?;
+        let max_attempts: i64 = row.try_get("max_attempts").map_err(&write)?;
+        jobs.push((id, delivery, handler, attempts, max_attempts));
+    }
+    let ids = sql::ids_json(jobs.iter().map(|j| j.1));
+    sqlx::query(
+        "UPDATE hooksmith_deliveries SET status = 'dispatched'
+                 WHERE status = 'received' AND id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await
+    .map_err(&write)?;
+    let records = sqlx::query(
+        "SELECT * FROM hooksmith_deliveries WHERE id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(&write)?;
+    let records: Vec<Arc<StoredDelivery>> = records
+        .iter()
+        .map(stored)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    Ok(jobs
+        .into_iter()
+        .filter_map(|(id, delivery, handler, attempts, max_attempts)| {
+            let record = records.iter().find(|r| r.id == delivery)?.clone();
+            Some(ClaimedJob {
+                id,
+                delivery: record,
+                handler,
+                attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
+                max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+            })
+        })
+        .collect())
 }
