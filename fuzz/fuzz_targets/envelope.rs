@@ -2,6 +2,6 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    hooksmith::fuzzing::envelope(data, Some("application/json"));
-    hooksmith::fuzzing::envelope(data, Some("application/x-www-form-urlencoded"));
+    hooksmith::internals::envelope(data, Some("application/json"));
+    hooksmith::internals::envelope(data, Some("application/x-www-form-urlencoded"));
 });

@@ -7,5 +7,5 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let body = parts.pop().unwrap_or_default();
     let uri = parts.pop().and_then(|u| std::str::from_utf8(u).ok()).unwrap_or("/");
     let values: Vec<&str> = parts.iter().filter_map(|p| std::str::from_utf8(p).ok()).collect();
-    hooksmith::fuzzing::scheme_headers(&values, body, uri);
+    hooksmith::internals::scheme_headers(&values, body, uri);
 });

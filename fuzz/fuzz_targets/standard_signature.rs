@@ -1,4 +1,4 @@
 //! Standard Webhooks / Svix `webhook-signature` header values.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|text: &str| hooksmith::fuzzing::standard_signature(text));
+libfuzzer_sys::fuzz_target!(|text: &str| hooksmith::internals::standard_signature(text));

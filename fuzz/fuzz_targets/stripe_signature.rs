@@ -1,4 +1,4 @@
 //! `Stripe-Signature` header values.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|text: &str| hooksmith::fuzzing::stripe_signature(text));
+libfuzzer_sys::fuzz_target!(|text: &str| hooksmith::internals::stripe_signature(text));

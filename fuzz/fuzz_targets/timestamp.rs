@@ -1,4 +1,4 @@
 //! Provider timestamps (`t=`, `webhook-timestamp`, `X-Slack-Request-Timestamp`, ...).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|text: &str| hooksmith::fuzzing::timestamp(text));
+libfuzzer_sys::fuzz_target!(|text: &str| hooksmith::internals::timestamp(text));

@@ -52,9 +52,9 @@ mod config_file;
 mod error;
 mod extract;
 mod filter;
-#[cfg(feature = "fuzzing")]
+#[cfg(feature = "internals")]
 #[doc(hidden)]
-pub mod fuzzing;
+pub mod internals;
 mod observe;
 mod outcome;
 mod pipeline;

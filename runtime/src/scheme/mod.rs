@@ -326,9 +326,9 @@ pub(crate) fn hmac_header(
     )?))
 }
 
-#[cfg(feature = "fuzzing")]
+#[cfg(feature = "internals")]
 pub(crate) use standard::parse_signatures as standard_parse;
-#[cfg(feature = "fuzzing")]
+#[cfg(feature = "internals")]
 pub(crate) use stripe::parse as stripe_parse;
 
 #[cfg(test)]

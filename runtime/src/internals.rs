@@ -1,5 +1,6 @@
-//! Entry points for the fuzz targets in `fuzz/`: every parser of untrusted input, callable from
-//! outside the crate. Compiled only with the `fuzzing` feature; not an API.
+//! Entry points for the fuzz targets in `fuzz/` (every parser of untrusted input) and the
+//! micro-benchmarks in `bench/` (each step of the hot path), callable from outside the crate.
+//! Compiled only with the `internals` feature; not an API.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
@@ -113,5 +114,89 @@ pub fn scheme_headers(values: &[&str], body: &[u8], uri: &str) {
             now_secs: 1_700_000_000,
         });
         let _ = verifier.intercept(body);
+    }
+}
+
+/// A scheme's verifier as the pipeline builds it, for the micro-benchmarks.
+pub struct Verifier(std::sync::Arc<dyn scheme::Verifier>);
+
+impl Verifier {
+    /// The verifier of `scheme` with one secret, with the scheme's default parameters.
+    pub fn new(scheme: &str, secret: &str) -> Option<Self> {
+        let s = scheme::lookup(scheme).ok()?;
+        (s.build)(&Params::default(), &[Secret::new(secret)])
+            .ok()
+            .map(|v| Self(v.into()))
+    }
+
+    /// Whether the request verifies (signature and, where the scheme has one, its timestamp).
+    pub fn verify(&self, headers: &HeaderMap, body: &[u8], uri: &Uri, now_secs: i64) -> bool {
+        self.0
+            .verify(&SignedRequest {
+                headers,
+                body,
+                uri,
+                public_url: None,
+                now_secs,
+            })
+            .is_ok()
+    }
+}
+
+/// The routing-field reader with a plan of dotted paths, as an endpoint builds it.
+pub struct Plan(FieldPlan);
+
+impl Plan {
+    /// A plan reading `paths` (dotted JSON paths, as in `event_field` or a filter).
+    pub fn new(paths: &[&str]) -> Option<Self> {
+        let mut plan = FieldPlan::default();
+        for path in paths {
+            plan.add(&hooksmith_grammar::parse_json_path(path).ok()?);
+        }
+        Some(Self(plan))
+    }
+
+    /// Reads the planned fields of a JSON body; how many were found, or `None` if refused.
+    pub fn extract(&self, body: &[u8]) -> Option<usize> {
+        routing::extract(body, &self.0)
+            .ok()
+            .map(|fields| fields.iter().filter(|f| f.is_some()).count())
+    }
+
+    /// Reads the planned fields and evaluates `filter` (compiled against this plan) on them.
+    pub fn filter(&mut self, filter: &crate::Filter) -> Option<CompiledFilter> {
+        crate::filter::Compiled::new(filter, &mut self.0)
+            .ok()
+            .map(CompiledFilter)
+    }
+
+    /// Reads the fields of `body` and evaluates `filter` against them and `headers`.
+    pub fn matches(&self, filter: &CompiledFilter, body: &[u8], headers: &HeaderMap) -> bool {
+        routing::extract(body, &self.0).is_ok_and(|fields| filter.0.matches(&fields, headers))
+    }
+}
+
+/// A filter compiled as at startup.
+pub struct CompiledFilter(crate::filter::Compiled);
+
+/// A handler's context for a stored JSON body, to run extractors such as `Json<T>` on.
+pub fn context(body: &'static [u8]) -> crate::Context {
+    let body = Bytes::from_static(body);
+    crate::Context {
+        record: std::sync::Arc::new(crate::store::StoredDelivery {
+            id: 1,
+            key: String::new(),
+            endpoint: "/bench".into(),
+            connection: None,
+            event: String::new(),
+            delivery_id: String::new(),
+            headers: Vec::new(),
+            body: body.clone(),
+            received_at_ms: 0,
+        }),
+        payload: body,
+        attempt: 1,
+        handler: "bench",
+        state: std::sync::Arc::new(crate::StateMap::default()),
     }
 }
