@@ -130,11 +130,17 @@ pub fn check_event_pattern(pattern: &str) -> Result<(), GrammarError> {
 pub fn glob_matches(pattern: &str, name: &str) -> bool {
     // Greedy matching that backtracks only to the last `*`: O(pattern × name) at worst, never
     // exponential, whatever the pattern and the (attacker-chosen) name.
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // Bytes, not chars: a literal part is whole UTF-8 sequences, which can only match at char
+    // boundaries of a `str` (UTF-8 is self-synchronising), so the result is the same, without
+    // allocating.
+    if !pattern.contains('*') {
+        return pattern == name;
+    }
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
     let (mut pi, mut ni) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ni < n.len() {
-        if pi < p.len() && p[pi] == '*' {
+        if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, ni));
             pi += 1;
         } else if pi < p.len() && p[pi] == n[ni] {
@@ -148,7 +154,7 @@ pub fn glob_matches(pattern: &str, name: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == b'*')
 }
 
 /// Checks an endpoint path: it starts with `/`, holds no query or fragment, and its only
@@ -323,6 +329,11 @@ mod tests {
         assert!(glob_matches("a*c*e", "abcde"));
         assert!(!glob_matches("a*c*e", "abcdf"));
         assert!(glob_matches("push", "push"));
+        assert!(glob_matches("é*ü", "éaßü"));
+        assert!(glob_matches("*é", "aé"));
+        assert!(!glob_matches("*é", "ae"));
+        assert!(glob_matches("a*", "aé"));
+        assert!(!glob_matches("é", "e"));
         assert!(!glob_matches("push", "pushed"));
         assert!(glob_matches("a**b", "ab"));
         assert!(!glob_matches("*a", "b"));

@@ -525,6 +525,85 @@ async fn sqlite_store() {
     }
 }
 
+/// SQLite commits concurrent writes in groups: under 300 concurrent ingests (every key twice) and
+/// concurrent results, each delivery is stored once, its twin is its duplicate, every job gets its
+/// own id, and a result for a job that does not exist fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_group_commits_keep_every_write_apart() {
+    let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_group")));
+    let store = Arc::new(SqliteStore::open(&format!("sqlite:{}", path.display())).unwrap());
+    let prefix = unique("group");
+    let ingests: Vec<_> = (0..300)
+        .map(|i| {
+            let (store, key) = (store.clone(), format!("{prefix}-{}", i % 150));
+            tokio::spawn(async move {
+                let result = store.ingest(delivery(&key, &["a", "b"])).await.unwrap();
+                (key, result)
+            })
+        })
+        .collect();
+    let mut stored = std::collections::HashMap::new();
+    let mut duplicates = Vec::new();
+    let mut all_jobs = std::collections::HashSet::new();
+    for task in ingests {
+        match task.await.unwrap() {
+            (key, Ingest::Stored { id, jobs }) => {
+                assert_eq!(jobs.len(), 2);
+                for job in &jobs {
+                    assert!(all_jobs.insert(*job), "job id {job} given twice");
+                }
+                assert!(stored.insert(key, id).is_none(), "a key stored twice");
+            }
+            (key, Ingest::Duplicate { id }) => duplicates.push((key, id)),
+        }
+    }
+    assert_eq!((stored.len(), duplicates.len()), (150, 150));
+    for (key, id) in &duplicates {
+        assert_eq!(stored.get(key), Some(id), "a duplicate names its twin");
+    }
+
+    let claimed = claim_n(&*store, 300, 60_000).await;
+    assert_eq!(claimed.len(), 300);
+    let doomed = claimed[0].id;
+    let finishes: Vec<_> = claimed
+        .iter()
+        .map(|job| job.id)
+        .chain([i64::MAX])
+        .map(|id| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let result = if id == doomed {
+                    JobResult::Failed {
+                        error: "no".into(),
+                        retry_at_ms: None,
+                    }
+                } else {
+                    JobResult::Succeeded
+                };
+                (id, store.finish(id, result, now()).await)
+            })
+        })
+        .collect();
+    for task in finishes {
+        let (id, result) = task.await.unwrap();
+        assert_eq!(result.is_err(), id == i64::MAX, "job {id}: {result:?}");
+    }
+    let doomed_delivery = claimed[0].delivery.id;
+    for id in stored.values() {
+        let (status, handlers) = status_of(&*store, *id).await;
+        let expected = if *id == doomed_delivery {
+            DeliveryStatus::Dead
+        } else {
+            DeliveryStatus::Acknowledged
+        };
+        assert_eq!(status, expected, "{handlers:?}");
+    }
+    drop(store);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
 /// The PostgreSQL URL for tests, or `None` after saying the test is skipped.
 pub fn postgres_url(test: &str) -> Option<String> {
     match std::env::var("HOOKSMITH_TEST_POSTGRES_URL") {
