@@ -322,7 +322,9 @@ async fn read_body(
             // A chunk is a slice of the connection's read buffer: copied out, the stored body
             // holds its own bytes and not the whole buffer.
             Ok(None) if collected.is_empty() => {
-                return Ok(first.map(|b| Bytes::copy_from_slice(&b)).unwrap_or_default());
+                return Ok(first
+                    .map(|b| Bytes::copy_from_slice(&b))
+                    .unwrap_or_default());
             }
             Ok(None) => return Ok(collected.freeze()),
             Ok(Some(Err(error))) if error.downcast_ref::<LengthLimitError>().is_some() => {
