@@ -542,10 +542,12 @@ enum Done {
 /// transaction, then answers each. A group that fails is committed again one write at a time.
 async fn writer(pool: SqlitePool, mut writes: mpsc::UnboundedReceiver<Write>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
+    // The writer keeps one connection; a connection that failed is replaced at the next group.
+    let mut held: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>> = None;
     while writes.recv_many(&mut group, MAX_GROUP).await > 0 {
         let batch: Vec<Write> = std::mem::take(&mut group);
         if batch.len() > 1 {
-            match commit(&pool, &batch).await {
+            match commit(&pool, &mut held, &batch).await {
                 Ok(done) => {
                     answer(batch, done);
                     continue;
@@ -559,7 +561,7 @@ async fn writer(pool: SqlitePool, mut writes: mpsc::UnboundedReceiver<Write>) {
             }
         }
         for write in batch {
-            let done = match commit(&pool, std::slice::from_ref(&write)).await {
+            let done = match commit(&pool, &mut held, std::slice::from_ref(&write)).await {
                 Ok(done) => done,
                 Err(error) => vec![match &write {
                     Write::Ingest(..) => Done::Ingest(Err(error)),
@@ -605,9 +607,33 @@ fn placeholders(rows: usize, columns: usize) -> String {
 }
 
 /// Commits a group of writes in one transaction; the result of each, in order.
-async fn commit(pool: &SqlitePool, batch: &[Write]) -> Result<Vec<Done>, StoreError> {
+async fn commit(
+    pool: &SqlitePool,
+    held: &mut Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
+    batch: &[Write],
+) -> Result<Vec<Done>, StoreError> {
     let write = error("storing deliveries and results");
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(&write)?;
+    let connection = match held {
+        Some(connection) => connection,
+        None => held.insert(pool.acquire().await.map_err(&write)?),
+    };
+    let committed = commit_on(connection, batch).await;
+    if committed.is_err() {
+        *held = None;
+    }
+    committed
+}
+
+async fn commit_on(
+    connection: &mut sqlx::SqliteConnection,
+    batch: &[Write],
+) -> Result<Vec<Done>, StoreError> {
+    use sqlx::Connection as _;
+    let write = error("storing deliveries and results");
+    let mut tx = connection
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(&write)?;
     let ingests: Vec<&NewDelivery> = batch
         .iter()
         .filter_map(|w| match w {
