@@ -122,9 +122,9 @@ impl SqliteStore {
             .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
-            // Pages are read through a memory map and a 64 MiB cache, not a `read` call per
+            // Pages are read through a memory map and a 16 MiB cache, not a `read` call per
             // page: the writer's group commits spend their time writing, not re-reading indexes.
-            .pragma("cache_size", "-65536")
+            .pragma("cache_size", "-16384")
             .pragma("mmap_size", "268435456");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
