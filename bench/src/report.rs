@@ -260,3 +260,28 @@ pub(crate) fn counters(metrics: &str) -> Counters {
         succeeded: sum("hooksmith_handler_runs_total{", "result=\"succeeded\""),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_summed_across_label_sets() {
+        let text = "\
+# TYPE hooksmith_requests_total counter
+hooksmith_requests_total{endpoint=\"/a\",status=\"204\",outcome=\"stored\"} 7
+hooksmith_requests_total{endpoint=\"/b\",status=\"204\",outcome=\"stored\"} 5
+hooksmith_requests_total{endpoint=\"/a\",status=\"204\",outcome=\"duplicate\"} 100
+hooksmith_handler_runs_total{handler=\"h\",result=\"succeeded\"} 11
+hooksmith_handler_runs_total{handler=\"h\",result=\"retrying\"} 3
+";
+        let c = counters(text);
+        assert_eq!((c.stored, c.succeeded), (12, 11));
+    }
+
+    #[test]
+    fn medians_take_the_middle_run() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert!(median(Vec::new()).is_nan());
+    }
+}

@@ -126,7 +126,7 @@ impl Verifier {
         let s = scheme::lookup(scheme).ok()?;
         (s.build)(&Params::default(), &[Secret::new(secret)])
             .ok()
-            .map(|v| Self(v.into()))
+            .map(Self)
     }
 
     /// Whether the request verifies (signature and, where the scheme has one, its timestamp).

@@ -1,0 +1,42 @@
+//! The benchmark command works end to end (a tiny run; no figure is asserted: a test must not
+//! fail because the machine was busy).
+
+use std::process::Command;
+
+#[test]
+fn a_tiny_run_drives_every_target_without_errors() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hooksmith-bench"))
+        .args([
+            "--runs",
+            "1",
+            "--seconds",
+            "0.3",
+            "--warmup",
+            "0.2",
+            "--connections",
+            "2",
+            "--sizes",
+            "1k",
+            "--no-pin",
+        ])
+        .output()
+        .expect("the bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for target in ["hand-written", "memory", "sqlite"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains("run 1:") && l.contains(target))
+            .unwrap_or_else(|| panic!("no line for {target}:\n{stdout}"));
+        assert!(!line.contains("ERRORS"), "{line}");
+        if target != "hand-written" {
+            // hooksmith's handler runs are read from its /metrics.
+            assert!(line.contains("handled"), "{line}");
+        }
+    }
+    assert!(stdout.contains("summary: "), "{stdout}");
+}
