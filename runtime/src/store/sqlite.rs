@@ -67,8 +67,8 @@ const SCHEMA: &[&str] = &[
 
 /// A [`Store`] in one SQLite file.
 ///
-/// Writes on the hot path — storing deliveries and recording handler results — go through one
-/// writer task that commits them in groups: every write that arrived while the previous commit
+/// Writes on the hot path — storing deliveries, claiming jobs and recording handler results — go
+/// through one writer task that commits them in groups: every write that arrived while the previous commit
 /// was being synced joins the next transaction, so one sync serves many deliveries, and each
 /// caller is answered only after the commit that holds its write. Should a group fail, each of
 /// its writes is retried alone, so one bad write cannot fail the others.
