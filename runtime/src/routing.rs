@@ -1,8 +1,9 @@
 //! The envelope and the routing fields, read in one borrowed pass over the payload.
 //!
 //! The hot path never builds a `serde_json::Value` tree: it walks the JSON once, keeps only the
-//! fields routing needs (event, id, action, filter paths) as borrowed scalars, and skips the rest
-//! with `IgnoredAny`, which still checks the whole document is well-formed.
+//! fields routing needs (event, id, action, filter paths) as borrowed scalars, skips what lies
+//! between them with `IgnoredAny` (which checks it is well-formed), and stops at the last field it
+//! needs.
 
 use std::borrow::Cow;
 use std::fmt;
