@@ -6,7 +6,7 @@
 //! cargo bench -p hooksmith-bench -- verify           # one group
 //! ```
 //!
-//! * `verify/*`: every HMAC scheme's verification of a signed 20 KB body (throughput in bytes),
+//! * `verify/*`: every scheme's verification of a signed 20 KB body (throughput in bytes),
 //!   beside `raw-hmac-sha256`: the hmac crate over the same bytes with a constant-time compare.
 //! * `routing/*`: reading the routing fields — the head of the document only, or a field at its
 //!   end — beside a borrowed typed parse and a `serde_json::Value` tree of the same body.
@@ -29,16 +29,29 @@ const SMALL: &[u8] = include_bytes!("../../tests/fixtures/pull_request.opened.1k
 const LARGE: &[u8] = include_bytes!("../../tests/fixtures/pull_request.opened.20k.json");
 const NOW: i64 = 1_700_000_000;
 
-/// Each HMAC scheme with a secret in the form it takes.
-const HMAC_SCHEMES: &[(&str, &str)] = &[
-    ("github", "bench secret"),
-    ("hmac-sha256", "bench secret"),
-    ("hmac-sha1", "bench secret"),
-    ("stripe", "whsec_bench"),
-    ("standard", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-    ("slack", "bench secret"),
-    ("shopify", "bench secret"),
-    ("linear", "bench secret"),
+/// Each scheme with the secret it signs with and the one it verifies with, in the forms they
+/// take. The HMAC schemes come first; then an ed25519 signature over the body (Discord), a shared
+/// token (GitLab) and a bearer JWT, which do not hash the body with a MAC.
+const SCHEMES: &[(&str, &str, &str)] = &[
+    ("github", "bench secret", "bench secret"),
+    ("hmac-sha256", "bench secret", "bench secret"),
+    ("hmac-sha1", "bench secret", "bench secret"),
+    ("stripe", "whsec_bench", "whsec_bench"),
+    (
+        "standard",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    ),
+    ("slack", "bench secret", "bench secret"),
+    ("shopify", "bench secret", "bench secret"),
+    ("linear", "bench secret", "bench secret"),
+    (
+        "discord",
+        "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+    ),
+    ("gitlab", "bench secret", "bench secret"),
+    ("jwt", "bench secret", "bench secret"),
 ];
 
 fn signed(scheme: &str, secret: &str, body: &[u8]) -> HeaderMap {
@@ -65,14 +78,14 @@ fn verify(c: &mut Criterion) {
         value["webhookTimestamp"] = (NOW * 1000).into();
         serde_json::to_vec(&value).expect("JSON")
     };
-    for (scheme, secret) in HMAC_SCHEMES {
+    for (scheme, signing, verifying) in SCHEMES {
         let body: &[u8] = if *scheme == "linear" {
             &linear_body
         } else {
             LARGE
         };
-        let headers = signed(scheme, secret, body);
-        let verifier = Verifier::new(scheme, secret).expect("a verifier");
+        let headers = signed(scheme, signing, body);
+        let verifier = Verifier::new(scheme, verifying).expect("a verifier");
         assert!(
             verifier.verify(&headers, body, &uri, NOW),
             "{scheme} verifies its own signature"

@@ -300,8 +300,9 @@ async fn accept(
 }
 
 /// Reads the body whole, at most `max` bytes, with no more than the idle timeout between chunks
-/// and the deadline in all: a trickling client is cut off with 408. The body is copied once into
-/// a buffer of its own size (from the declared `Content-Length`, already checked against `max`).
+/// and the deadline in all: a trickling client is cut off with 408. A body in one chunk is kept
+/// as it came; several are gathered once into a buffer of the declared size (`Content-Length`,
+/// already checked against `max`).
 async fn read_body(
     body: Body,
     max: u64,
@@ -319,13 +320,9 @@ async fn read_body(
             .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
         let frame = match tokio::time::timeout(wait, body.frame()).await {
             Err(_) => return Err(Rejection::SlowBody),
-            // A chunk is a slice of the connection's read buffer: copied out, the stored body
-            // holds its own bytes and not the whole buffer.
-            Ok(None) if collected.is_empty() => {
-                return Ok(first
-                    .map(|b| Bytes::copy_from_slice(&b))
-                    .unwrap_or_default());
-            }
+            // One chunk is kept as it came: a slice of the connection's read buffer. (A store
+            // that keeps bodies in memory copies them out, so as not to pin that buffer.)
+            Ok(None) if collected.is_empty() => return Ok(first.unwrap_or_default()),
             Ok(None) => return Ok(collected.freeze()),
             Ok(Some(Err(error))) if error.downcast_ref::<LengthLimitError>().is_some() => {
                 return Err(Rejection::TooLarge);

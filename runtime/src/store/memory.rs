@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
+
 use super::{
     ClaimedJob, Connection, DeliveryQuery, DeliveryStatus, DeliverySummary, Ingest, JobResult,
     JobStatus, JobSummary, NewDelivery, NewJob, Retention, Store, StoreError, StoreFuture,
@@ -217,7 +219,9 @@ impl Store for MemoryStore {
                 event: new.event,
                 delivery_id: new.delivery_id,
                 headers: new.headers,
-                body: new.body,
+                // The body may be a slice of a connection's read buffer: the history keeps a copy
+                // of its own, not the whole buffer.
+                body: Bytes::copy_from_slice(&new.body),
                 received_at_ms: new.received_at_ms,
             });
             inner.keys.insert(new.key, (id, new.received_at_ms));
