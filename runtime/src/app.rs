@@ -297,7 +297,9 @@ impl AppBuilder {
         self
     }
 
-    /// Keeps at most this many finished deliveries (seed 003's `event_history_size`).
+    /// Keeps at most this many finished deliveries (seed 003's `event_history_size`). Without it
+    /// the durable stores cap history by age only; the `memory` store keeps at most
+    /// [`MemoryStore::DEFAULT_KEEP`].
     pub fn history_max(mut self, deliveries: u64) -> Self {
         self.config.history_max = Some(deliveries.max(1));
         self
