@@ -561,22 +561,17 @@ async fn writer(pool: SqlitePool, mut writes: mpsc::UnboundedReceiver<Write>) {
             }
         }
         for write in batch {
-            let done = match commit(&pool, &mut held, std::slice::from_ref(&write)).await {
-                Ok(done) => done,
-                Err(error) => vec![match &write {
-                    Write::Ingest(..) => Done::Ingest(Err(error)),
-                    Write::Finish(..) => Done::Finish(Err(error)),
-                    Write::Claim { .. } => Done::Claim(Err(error)),
-                }],
-            };
-            answer(vec![write], done);
+            match commit(&pool, &mut held, std::slice::from_ref(&write)).await {
+                Ok(done) => answer(vec![write], done),
+                Err(error) => write.fail(error),
+            }
         }
     }
 }
 
 fn answer(batch: Vec<Write>, done: Vec<Done>) {
+    // A caller that went away (its request was cancelled) needs no answer.
     for (write, done) in batch.into_iter().zip(done) {
-        // A caller that went away (its request was cancelled) needs no answer.
         match (write, done) {
             (Write::Ingest(_, reply), Done::Ingest(result)) => {
                 let _ = reply.send(result);
@@ -587,15 +582,18 @@ fn answer(batch: Vec<Write>, done: Vec<Done>) {
             (Write::Claim { reply, .. }, Done::Claim(result)) => {
                 let _ = reply.send(result);
             }
-            (Write::Ingest(_, reply), _) => {
-                let _ = reply.send(Err(StoreError("internal: mismatched write".into())));
-            }
-            (Write::Finish(_, _, reply), _) => {
-                let _ = reply.send(Err(StoreError("internal: mismatched write".into())));
-            }
-            (Write::Claim { reply, .. }, _) => {
-                let _ = reply.send(Err(StoreError("internal: mismatched write".into())));
-            }
+            (write, _) => write.fail(StoreError("internal: mismatched write".into())),
+        }
+    }
+}
+
+impl Write {
+    /// Answers the caller with an error.
+    fn fail(self, error: StoreError) {
+        match self {
+            Write::Ingest(_, reply) => drop(reply.send(Err(error))),
+            Write::Finish(_, _, reply) => drop(reply.send(Err(error))),
+            Write::Claim { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
