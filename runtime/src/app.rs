@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: Config,
     pub(crate) wake: Arc<Notify>,
+    /// This instance's worker slots.
+    pub(crate) slots: Arc<worker::Slots>,
     pub(crate) admin_token: Option<crate::scheme::Secret>,
     pub(crate) tenants: crate::tenants::Tenants,
     pub(crate) transitions: tokio::sync::broadcast::Sender<crate::observe::Transition>,
@@ -482,6 +484,7 @@ impl AppBuilder {
             }),
             (None, Some(url)) => crate::store::open(url).map_err(|e| Error::Config(vec![e.0]))?,
         };
+        let slots = Arc::new(worker::Slots::new(self.config.concurrency));
         let shared = Arc::new(Shared {
             store,
             endpoints: built.endpoints,
@@ -490,6 +493,7 @@ impl AppBuilder {
             clock: self.clock,
             config: self.config,
             wake: Arc::new(Notify::new()),
+            slots,
             admin_token: self.admin_token.map(crate::scheme::Secret::new),
             tenants: crate::tenants::Tenants::default(),
             transitions: tokio::sync::broadcast::channel(crate::observe::CAPACITY).0,
@@ -498,6 +502,7 @@ impl AppBuilder {
         let (stop, stop_rx) = watch::channel(false);
         let worker = runtime.spawn(worker::run(
             Arc::downgrade(&shared),
+            shared.slots.clone(),
             shared.wake.clone(),
             stop_rx,
             shared.config.concurrency,

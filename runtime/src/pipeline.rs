@@ -216,21 +216,32 @@ async fn accept(
         .filter(|h| handler_matches(h, &event, &fields, &parts.headers))
         .collect();
 
-    // The first matching `ack = "handled"` handler answers the request; the rest are queued.
+    // The first matching `ack = "handled"` handler answers the request. The rest go straight to
+    // a free worker slot of this instance, created already claimed (no claim round trip), unless
+    // they keep an order or no slot is free: then they wait for a worker's claim.
     let inline = matched.iter().position(|h| h.ack == Ack::Handled);
     let lease_ms = shared.config.lease_ms;
+    let mut slots: Vec<Option<worker::Reserved>> = Vec::with_capacity(matched.len());
     let jobs = matched
         .iter()
         .enumerate()
-        .map(|(i, h)| NewJob {
-            handler: h.name.to_owned(),
-            max_attempts: h.retry.max.saturating_add(1),
-            claimed_for_ms: (Some(i) == inline).then_some(lease_ms),
-            order_key: h
+        .map(|(i, h)| {
+            let order_key = h
                 .order_slot
                 .and_then(|slot| fields[slot].as_ref())
                 .and_then(Scalar::to_text)
-                .map(|value| format!("{}:{value}", h.name)),
+                .map(|value| format!("{}:{value}", h.name));
+            let slot = (Some(i) != inline && order_key.is_none())
+                .then(|| shared.slots.reserve())
+                .flatten();
+            let claimed = Some(i) == inline || slot.is_some();
+            slots.push(slot);
+            NewJob {
+                handler: h.name.to_owned(),
+                max_attempts: h.retry.max.saturating_add(1),
+                claimed_for_ms: claimed.then_some(lease_ms),
+                order_key,
+            }
         })
         .collect();
     drop(fields);
@@ -253,7 +264,7 @@ async fn accept(
     })?;
     let (record, kind) = match &ingest {
         Ingest::Duplicate { id } => (*id, TransitionKind::Duplicate),
-        Ingest::Stored { id, jobs } if jobs.is_empty() => (*id, TransitionKind::Unhandled),
+        Ingest::Stored { id, jobs, .. } if jobs.is_empty() => (*id, TransitionKind::Unhandled),
         Ingest::Stored { id, .. } => (*id, TransitionKind::Received),
     };
     shared.publish(ep.path, &delivery_id, Some(record), || kind);
@@ -264,14 +275,14 @@ async fn accept(
         delivery_id,
         body_len,
     };
-    let (record_id, job_ids) = match ingest {
+    let (record, job_ids) = match ingest {
         Ingest::Duplicate { .. } => {
             return Ok(accepted(
                 StatusCode::NO_CONTENT.into_response(),
                 "duplicate",
             ));
         }
-        Ingest::Stored { id, jobs } => (id, jobs),
+        Ingest::Stored { jobs, record, .. } => (record, jobs),
     };
     if job_ids.is_empty() {
         return Ok(accepted(
@@ -279,23 +290,28 @@ async fn accept(
             "unhandled",
         ));
     }
-    if job_ids.len() > usize::from(inline.is_some()) {
+    let mut waiting = false;
+    for (i, ((handler, &job), slot)) in matched.iter().zip(&job_ids).zip(slots).enumerate() {
+        match slot {
+            Some(slot) => {
+                shared
+                    .slots
+                    .start(shared, Arc::clone(handler), record.clone(), job, slot);
+            }
+            None => waiting |= Some(i) != inline,
+        }
+    }
+    if waiting {
         shared.wake_workers();
     }
     let Some(i) = inline else {
         return Ok(accepted(StatusCode::NO_CONTENT.into_response(), "stored"));
     };
     let handler = matched[i].clone();
-    let response = match shared.store.get(record_id).await {
-        Ok(Some((_, record))) => {
-            let outcome = worker::run_once(shared, &handler, record, job_ids[i], 1, None).await;
-            outcome
-                .response
-                .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-        }
-        // Stored but not readable back: the job's lease expires and a worker runs it.
-        _ => Rejection::Unavailable.into_response(),
-    };
+    let outcome = worker::run_once(shared, &handler, record, job_ids[i], 1, None).await;
+    let response = outcome
+        .response
+        .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     Ok(accepted(response, "handled"))
 }
 

@@ -1,6 +1,8 @@
-//! The workers: claim due jobs under a lease, run each handler in its own task (so a panic is
-//! caught and counted as a failure), and record success, a retry with backoff and full jitter, or
-//! `dead`.
+//! The workers: run each handler in its own task (a panic is caught and counted as a failure)
+//! and record success, a retry with backoff and full jitter, or `dead`. A job gets a worker slot
+//! either at reception — created already claimed when a slot is free, with no claim round trip —
+//! or from the claiming loop, which takes due jobs under a lease: retries, jobs that found no free
+//! slot, ordered jobs, and jobs whose lease ran out elsewhere.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,19 +24,104 @@ use crate::store::{ClaimedJob, JobResult, StoredDelivery};
 /// The longest a worker sleeps before looking for due jobs again.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// The worker slots of one instance, shared by the claiming loop and by requests that hand their
+/// jobs straight to a free slot.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    /// One per job running (or being recorded) in this instance: at most `concurrency`.
+    permits: Arc<Semaphore>,
+    /// Held (shared) by each job until its result is recorded; the drain takes it exclusively.
+    recording: Arc<tokio::sync::RwLock<()>>,
+    /// The jobs running here: released to run elsewhere if the drain's grace runs out.
+    running: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+    /// Whether the claiming loop runs (and has not begun to stop): only then are jobs handed to
+    /// a slot at reception.
+    open: std::sync::atomic::AtomicBool,
+}
+
+/// A free worker slot, reserved for a job about to be created already claimed.
+pub(crate) struct Reserved {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    record: tokio::sync::OwnedRwLockReadGuard<()>,
+}
+
+impl Slots {
+    pub(crate) fn new(concurrency: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(concurrency)),
+            recording: Arc::default(),
+            running: Arc::default(),
+            open: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// A free slot, if the workers are running, one is free and none is waiting for one.
+    pub(crate) fn reserve(&self) -> Option<Reserved> {
+        if !self.open.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        let record = self.recording.clone().try_read_owned().ok()?;
+        Some(Reserved { permit, record })
+    }
+
+    /// Runs `job` (stored already claimed by this instance, attempt 1) in the slot `reserved`.
+    pub(crate) fn start(
+        &self,
+        shared: &Arc<Shared>,
+        handler: Arc<HandlerRt>,
+        record: Arc<StoredDelivery>,
+        job: i64,
+        reserved: Reserved,
+    ) {
+        let app = shared.clone();
+        self.spawn(job, reserved, move |permit| async move {
+            run_once(&app, &handler, record, job, 1, Some(permit)).await;
+        });
+    }
+
+    /// Spawns one job's run in its slot, tracked until its result is recorded.
+    fn spawn<F, R>(&self, job: i64, reserved: Reserved, run: F)
+    where
+        F: FnOnce(tokio::sync::OwnedSemaphorePermit) -> R,
+        R: Future<Output = ()> + Send + 'static,
+    {
+        let running = self.running.clone();
+        running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(job);
+        let Reserved { permit, record } = reserved;
+        let run = run(permit);
+        tokio::spawn(async move {
+            run.await;
+            running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&job);
+            drop(record);
+        });
+    }
+}
+
 /// Runs jobs until `stop` turns true or the app is dropped; then waits up to `grace` for the
-/// handlers already running.
+/// handlers already running, those handed to a slot at reception included.
 pub(crate) async fn run(
     shared: Weak<Shared>,
+    slots: Arc<Slots>,
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
     concurrency: usize,
     grace: Duration,
 ) {
-    let permits = Arc::new(Semaphore::new(concurrency));
-    // Held (shared) by each job until its result is recorded; the drain takes it exclusively.
-    let recording = Arc::new(tokio::sync::RwLock::new(()));
-    let running: Arc<std::sync::Mutex<std::collections::HashSet<i64>>> = Arc::default();
+    use std::sync::atomic::Ordering;
+    let Slots {
+        permits,
+        recording,
+        running,
+        open,
+    } = &*slots;
+    open.store(true, Ordering::Release);
     // Once the app's stop handle is dropped, only dropping the app itself stops the worker.
     let mut stoppable = true;
     let mut last_purge = tokio::time::Instant::now();
@@ -74,21 +161,11 @@ pub(crate) async fn run(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let app = app.clone();
-            let running = running.clone();
             let record = recording.clone().read_owned().await;
-            running
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(job.id);
-            tokio::spawn(async move {
-                let id = job.id;
+            let reserved = Reserved { permit, record };
+            let app = app.clone();
+            slots.spawn(job.id, reserved, move |permit| async move {
                 run_claimed(&app, job, permit).await;
-                running
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .remove(&id);
-                drop(record);
             });
         }
         if busy && permits.available_permits() > 0 {
@@ -120,6 +197,8 @@ pub(crate) async fn run(
             handle_alive = stop_changed => stoppable = handle_alive,
         }
     }
+    // No job is handed to a slot at reception from now on; they wait for the next claim.
+    open.store(false, Ordering::Release);
     // Drain: wait for running handlers to finish within the grace period.
     let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
     let drained = async {

@@ -121,6 +121,15 @@ async fn open_endpoint(runs: State<Runs>, delivery: Delivery) {
     runs.record(format!("open:{}", delivery.event()));
 }
 
+/// Holds its worker slot for 100 ms, recording when it starts and ends.
+#[webhook(endpoint = HOOKS, event = "gate")]
+async fn gated(runs: State<Runs>) -> hooksmith::Result {
+    runs.record("gate+");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    runs.record("gate-");
+    Ok(())
+}
+
 #[webhook(endpoint = HOOKS, event = "slow", timeout = "50ms", retry(max = 0))]
 async fn too_slow(runs: State<Runs>) {
     runs.record("too_slow started");
@@ -563,6 +572,37 @@ async fn a_handler_past_its_timeout_is_abandoned_and_frees_its_worker() {
     );
     h.wait_for_status("/t/hooks", "t-2", "acknowledged").await;
     assert_eq!(runs.count("too_slow finished"), 0);
+}
+
+/// A job received while a worker slot is free goes straight to it; beyond the free slots, jobs
+/// wait for a worker's claim. Either way each runs once, never more at a time than the
+/// concurrency allows.
+#[tokio::test]
+async fn jobs_beyond_the_free_worker_slots_wait_and_all_run_once() {
+    let runs = Runs::default();
+    let h = app_with(&runs, |b| b.concurrency(2));
+    for i in 0..6 {
+        let body = serde_json::json!({"type": "gate", "id": format!("g-{i}")});
+        assert_eq!(send(&h, body).await, 204);
+    }
+    for i in 0..6 {
+        let delivery = h
+            .wait_for_status("/t/hooks", &format!("g-{i}"), "acknowledged")
+            .await;
+        assert_eq!(handler(&delivery, "gated")["attempts"], 1);
+    }
+    let marks = runs.0.lock().unwrap().clone();
+    let (mut running, mut most) = (0_i32, 0_i32);
+    for mark in &marks {
+        match mark.as_str() {
+            "gate+" => running += 1,
+            "gate-" => running -= 1,
+            _ => continue,
+        }
+        most = most.max(running);
+    }
+    assert_eq!(runs.count("gate+"), 6, "{marks:?}");
+    assert_eq!(most, 2, "two slots, both used, never more: {marks:?}");
 }
 
 #[tokio::test]

@@ -89,7 +89,12 @@ async fn suite(store: Arc<dyn Store>) {
 
     // Stored once; the same key again is a duplicate that writes nothing.
     let key = unique("key");
-    let Ingest::Stored { id, jobs } = s.ingest(delivery(&key, &["a", "b"])).await.unwrap() else {
+    let Ingest::Stored {
+        id,
+        jobs,
+        record: returned,
+    } = s.ingest(delivery(&key, &["a", "b"])).await.unwrap()
+    else {
         panic!("first ingest must store")
     };
     assert_eq!(jobs.len(), 2);
@@ -98,6 +103,10 @@ async fn suite(store: Arc<dyn Store>) {
         Ingest::Duplicate { id }
     );
     let (summary, record) = s.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        returned, record,
+        "ingest returns the record as stored: jobs created claimed run on it"
+    );
     assert_eq!(
         record.body,
         Bytes::from_static(b"{\"a\":1,\"bin\":\"\xff\"}"),
@@ -239,6 +248,7 @@ async fn suite(store: Arc<dyn Store>) {
     let Ingest::Stored {
         id: inline_id,
         jobs,
+        ..
     } = s.ingest(inline).await.unwrap()
     else {
         panic!()
@@ -474,7 +484,7 @@ async fn memory_store() {
 async fn the_memory_store_keeps_a_bounded_history() {
     let store = MemoryStore::keeping(3);
     let dead = match store.ingest(delivery("dead", &["h"])).await.unwrap() {
-        Ingest::Stored { id, jobs } => {
+        Ingest::Stored { id, jobs, .. } => {
             let claimed = claim_n(&store, 1, 60_000).await;
             assert_eq!(claimed[0].id, jobs[0]);
             let failed = JobResult::Failed {
@@ -547,7 +557,7 @@ async fn sqlite_group_commits_keep_every_write_apart() {
     let mut all_jobs = std::collections::HashSet::new();
     for task in ingests {
         match task.await.unwrap() {
-            (key, Ingest::Stored { id, jobs }) => {
+            (key, Ingest::Stored { id, jobs, .. }) => {
                 assert_eq!(jobs.len(), 2);
                 for job in &jobs {
                     assert!(all_jobs.insert(*job), "job id {job} given twice");

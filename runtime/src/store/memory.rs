@@ -172,7 +172,7 @@ impl Store for MemoryStore {
         }
     }
 
-    fn ingest(&self, new: NewDelivery) -> StoreFuture<'_, Ingest> {
+    fn ingest(&self, mut new: NewDelivery) -> StoreFuture<'_, Ingest> {
         Box::pin(async move {
             let mut inner = self.lock()?;
             if let Some(&(id, _)) = inner.keys.get(&new.key) {
@@ -180,7 +180,7 @@ impl Store for MemoryStore {
             }
             let id = inner.id();
             let mut job_ids = Vec::with_capacity(new.jobs.len());
-            for job in new.jobs {
+            for job in std::mem::take(&mut new.jobs) {
                 let job_id = inner.id();
                 let (status, attempts, lease_until) = match job.claimed_for_ms {
                     Some(lease) => (
@@ -206,29 +206,20 @@ impl Store for MemoryStore {
                         last_error: None,
                         next_at: new.received_at_ms,
                         lease_until,
-                        order_key: job.order_key.clone(),
+                        order_key: job.order_key,
                     },
                 );
                 job_ids.push(job_id);
             }
-            let record = Arc::new(StoredDelivery {
-                id,
-                key: new.key.clone(),
-                endpoint: new.endpoint,
-                connection: new.connection,
-                event: new.event,
-                delivery_id: new.delivery_id,
-                headers: new.headers,
-                // The body may be a slice of a connection's read buffer: the history keeps a copy
-                // of its own, not the whole buffer.
-                body: Bytes::copy_from_slice(&new.body),
-                received_at_ms: new.received_at_ms,
-            });
-            inner.keys.insert(new.key, (id, new.received_at_ms));
+            inner.keys.insert(new.key.clone(), (id, new.received_at_ms));
+            // The body may be a slice of a connection's read buffer: the history keeps a copy of
+            // its own, not the whole buffer.
+            let body = Bytes::copy_from_slice(&new.body);
+            let record = Arc::new(NewDelivery { body, ..new }.into_record(id));
             inner.deliveries.insert(
                 id,
                 Entry {
-                    record,
+                    record: record.clone(),
                     jobs: job_ids.clone(),
                 },
             );
@@ -236,7 +227,11 @@ impl Store for MemoryStore {
                 inner.finished.push_back(id);
                 inner.evict(self.keep);
             }
-            Ok(Ingest::Stored { id, jobs: job_ids })
+            Ok(Ingest::Stored {
+                id,
+                jobs: job_ids,
+                record,
+            })
         })
     }
 

@@ -108,6 +108,32 @@ pub struct NewDelivery {
     pub jobs: Vec<NewJob>,
 }
 
+impl NewDelivery {
+    /// The record of this delivery once stored under `id`: what [`Ingest::Stored`] carries.
+    pub fn into_record(self, id: i64) -> StoredDelivery {
+        StoredDelivery {
+            id,
+            key: self.key,
+            endpoint: self.endpoint,
+            connection: self.connection,
+            event: self.event,
+            delivery_id: self.delivery_id,
+            headers: self.headers,
+            body: self.body,
+            received_at_ms: self.received_at_ms,
+        }
+    }
+
+    /// [`Ingest::Stored`] for this delivery stored under `id` with jobs `jobs`.
+    pub fn stored(self, id: i64, jobs: Vec<i64>) -> Ingest {
+        Ingest::Stored {
+            id,
+            jobs,
+            record: Arc::new(self.into_record(id)),
+        }
+    }
+}
+
 /// A handler job to create with a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {
@@ -115,8 +141,9 @@ pub struct NewJob {
     pub handler: String,
     /// Attempts allowed in all (first run and retries).
     pub max_attempts: u32,
-    /// `Some(lease)`: the job is created already claimed by the caller (its first attempt runs
-    /// inside the request, for `ack = "handled"`), leased for that many milliseconds.
+    /// `Some(lease)`: the job is created already claimed by the caller, leased for that many
+    /// milliseconds: its first attempt runs inside the request (`ack = "handled"`) or is handed
+    /// straight to a free worker slot of the instance that received it.
     pub claimed_for_ms: Option<i64>,
     /// Jobs with the same key run one at a time, in the order they were stored (a handler's
     /// `order_by`); `None` promises no order.
@@ -132,6 +159,9 @@ pub enum Ingest {
         id: i64,
         /// The jobs' ids.
         jobs: Vec<i64>,
+        /// The delivery as stored ([`NewDelivery::into_record`]): jobs created already claimed
+        /// run on it without reading it back.
+        record: Arc<StoredDelivery>,
     },
     /// The key was already stored: nothing was written.
     Duplicate {

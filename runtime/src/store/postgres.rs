@@ -252,7 +252,7 @@ impl Store for PostgresStore {
             tx.commit().await.map_err(&write)?;
             let mut jobs = jobs;
             jobs.sort_unstable();
-            Ok(Ingest::Stored { id, jobs })
+            Ok(new.stored(id, jobs))
         })
     }
 

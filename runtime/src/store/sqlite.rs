@@ -533,7 +533,8 @@ impl Store for SqliteStore {
 
 /// What one write of a group came to.
 enum Done {
-    Ingest(Result<Ingest, StoreError>),
+    /// The delivery's id, and its jobs' ids unless it was a duplicate.
+    Ingest(Result<(i64, Option<Vec<i64>>), StoreError>),
     Finish(Result<(), StoreError>),
     Claim(Result<Vec<ClaimedJob>, StoreError>),
 }
@@ -573,8 +574,11 @@ fn answer(batch: Vec<Write>, done: Vec<Done>) {
     // A caller that went away (its request was cancelled) needs no answer.
     for (write, done) in batch.into_iter().zip(done) {
         match (write, done) {
-            (Write::Ingest(_, reply), Done::Ingest(result)) => {
-                let _ = reply.send(result);
+            (Write::Ingest(new, reply), Done::Ingest(result)) => {
+                let _ = reply.send(result.map(|(id, jobs)| match jobs {
+                    Some(jobs) => new.stored(id, jobs),
+                    None => Ingest::Duplicate { id },
+                }));
             }
             (Write::Finish(_, _, reply), Done::Finish(result)) => {
                 let _ = reply.send(result);
@@ -745,15 +749,15 @@ async fn commit_on(
         let mut stored = HashSet::new();
         for n in &ingests {
             let result = match (known.get(&n.key), ids.get(&n.key)) {
-                (Some(&id), _) => Ok(Ingest::Duplicate { id }),
+                (Some(&id), _) => Ok((id, None)),
                 (None, Some(&id)) if stored.insert(id) => n
                     .jobs
                     .iter()
                     .map(|job| job_ids.get(&(id, job.handler.clone())).copied())
                     .collect::<Option<Vec<i64>>>()
-                    .map(|jobs| Ingest::Stored { id, jobs })
+                    .map(|jobs| (id, Some(jobs)))
                     .ok_or_else(|| StoreError("a stored job's id was not returned".into())),
-                (None, Some(&id)) => Ok(Ingest::Duplicate { id }),
+                (None, Some(&id)) => Ok((id, None)),
                 (None, None) => Err(StoreError("a stored delivery's id was not returned".into())),
             };
             ingested.push(result);
