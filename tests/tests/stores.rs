@@ -535,6 +535,75 @@ async fn sqlite_store() {
     }
 }
 
+async fn job_indexes(raw: &mut sqlx::SqliteConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'hooksmith_jobs' ORDER BY name",
+    )
+    .fetch_all(raw)
+    .await
+    .unwrap()
+}
+
+/// A database written before the jobs' indexes became partial opens, drops the full indexes, and
+/// its waiting jobs are still claimed and recorded.
+#[tokio::test]
+async fn a_sqlite_database_with_the_earlier_job_indexes_is_upgraded_on_open() {
+    use sqlx::Connection as _;
+    let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_upgrade")));
+    let url = format!("sqlite:{}", path.display());
+    let store = SqliteStore::open(&url).unwrap();
+    let Ingest::Stored { jobs, .. } = store.ingest(delivery("waiting", &["w"])).await.unwrap()
+    else {
+        panic!("stored")
+    };
+    drop(store);
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    for statement in [
+        "DROP INDEX hooksmith_jobs_pending",
+        "DROP INDEX hooksmith_jobs_retrying",
+        "DROP INDEX hooksmith_jobs_running",
+        "DROP INDEX hooksmith_jobs_dead",
+        "DROP INDEX hooksmith_jobs_ordered",
+        "CREATE INDEX hooksmith_jobs_due ON hooksmith_jobs (status, next_at_ms)",
+        "CREATE INDEX hooksmith_jobs_lease ON hooksmith_jobs (status, lease_until_ms)",
+        "CREATE INDEX hooksmith_jobs_order ON hooksmith_jobs (order_key, id)",
+    ] {
+        sqlx::query(statement).execute(&mut raw).await.unwrap();
+    }
+    assert_eq!(
+        job_indexes(&mut raw).await,
+        [
+            "hooksmith_jobs_delivery",
+            "hooksmith_jobs_due",
+            "hooksmith_jobs_lease",
+            "hooksmith_jobs_order"
+        ]
+    );
+    raw.close().await.unwrap();
+
+    let store = SqliteStore::open(&url).unwrap();
+    let claimed = claim_n(&store, 1, 60_000).await;
+    assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), jobs);
+    store
+        .finish(jobs[0], JobResult::Succeeded, now())
+        .await
+        .unwrap();
+    assert_eq!(store.queue_depth().await.unwrap(), 0);
+    drop(store);
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    assert_eq!(
+        job_indexes(&mut raw).await,
+        [
+            "hooksmith_jobs_dead",
+            "hooksmith_jobs_delivery",
+            "hooksmith_jobs_ordered",
+            "hooksmith_jobs_pending",
+            "hooksmith_jobs_retrying",
+            "hooksmith_jobs_running"
+        ]
+    );
+}
+
 /// SQLite commits concurrent writes in groups: under 300 concurrent ingests (every key twice) and
 /// concurrent results, each delivery is stored once, its twin is its duplicate, every job gets its
 /// own id, and a result for a job that does not exist fails alone.
