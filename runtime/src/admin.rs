@@ -9,7 +9,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use base64::Engine as _;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -85,7 +85,7 @@ struct DeliveryView {
 struct DeliveryDetail {
     #[serde(flatten)]
     view: DeliveryView,
-    headers: Vec<(String, String)>,
+    headers: crate::store::HeaderList,
     body: Option<String>,
     body_base64: String,
 }
@@ -180,15 +180,7 @@ async fn replay(
         )
             .into_response();
     };
-    let mut headers = HeaderMap::new();
-    for (name, value) in &record.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(value.as_str()),
-        ) {
-            headers.append(name, value);
-        }
-    }
+    let headers = record.headers.to_header_map();
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());

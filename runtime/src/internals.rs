@@ -190,7 +190,7 @@ pub fn context(body: &'static [u8]) -> crate::Context {
             connection: None,
             event: String::new(),
             delivery_id: String::new(),
-            headers: Vec::new(),
+            headers: crate::store::HeaderList::new(),
             body: body.clone(),
             received_at_ms: 0,
         }),

@@ -24,7 +24,7 @@ use crate::registry::{EndpointRt, HandlerRt, Source};
 use crate::routing::{self, Scalar};
 use crate::scheme::SignedRequest;
 use crate::spec::Ack;
-use crate::store::{Ingest, NewDelivery, NewJob};
+use crate::store::{HeaderList, Ingest, NewDelivery, NewJob};
 use crate::telemetry;
 use crate::worker;
 
@@ -422,18 +422,20 @@ pub(crate) fn idempotency_key(
     }
 }
 
-fn redacted_headers(headers: &HeaderMap, ep: &EndpointRt) -> Vec<(String, String)> {
-    headers
+fn redacted_headers(headers: &HeaderMap, ep: &EndpointRt) -> HeaderList {
+    let bytes = headers
         .iter()
-        .map(|(name, value)| {
-            let value = if ep.redact.contains(name) {
-                "[redacted]".to_owned()
-            } else {
-                String::from_utf8_lossy(value.as_bytes()).into_owned()
-            };
-            (name.as_str().to_owned(), value)
-        })
-        .collect()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    let mut list = HeaderList::with_capacity(headers.len(), bytes);
+    for (name, value) in headers {
+        if ep.redact.contains(name) {
+            list.push(name.as_str(), "[redacted]");
+        } else {
+            list.push(name.as_str(), &String::from_utf8_lossy(value.as_bytes()));
+        }
+    }
+    list
 }
 
 #[cfg(test)]

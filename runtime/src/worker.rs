@@ -274,11 +274,7 @@ pub(crate) async fn run_once(
         attempt,
     );
     let _enter = span.enter();
-    let content_type = record
-        .headers
-        .iter()
-        .find(|(name, _)| name == "content-type")
-        .map(|(_, v)| v.as_str());
+    let content_type = record.headers.get("content-type");
     let cx = Context {
         payload: routing::payload(&record.body, content_type),
         record: record.clone(),

@@ -1,4 +1,4 @@
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 
 use super::{Context, FromDelivery};
 use crate::HandlerError;
@@ -18,15 +18,6 @@ impl FromDelivery for Headers {
     const READS_BODY: bool = false;
 
     fn from_delivery(cx: &Context) -> Result<Self, HandlerError> {
-        let mut map = HeaderMap::with_capacity(cx.record.headers.len());
-        for (name, value) in &cx.record.headers {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::try_from(name.as_str()),
-                HeaderValue::try_from(value.as_str()),
-            ) {
-                map.append(name, value);
-            }
-        }
-        Ok(Headers(map))
+        Ok(Headers(cx.record.headers.to_header_map()))
     }
 }

@@ -8,6 +8,7 @@
 //!    instance died) makes the job claimable again, so nothing is silently dropped.
 //! 3. Each transition is stored before it is reported.
 
+mod headers;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Serialize;
 
+pub use headers::{HeaderList, Iter as HeaderIter};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
@@ -78,7 +80,7 @@ pub struct StoredDelivery {
     /// The provider's delivery id.
     pub delivery_id: String,
     /// Header names (lowercase) and values, signature and authorization values redacted.
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderList,
     /// The body as received.
     pub body: Bytes,
     /// When it was received, in milliseconds since the Unix epoch.
@@ -99,7 +101,7 @@ pub struct NewDelivery {
     /// The provider's delivery id.
     pub delivery_id: String,
     /// Redacted headers.
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderList,
     /// The raw body.
     pub body: Bytes,
     /// Reception time, in milliseconds since the Unix epoch.

@@ -60,11 +60,11 @@ pub(super) fn initial_status(jobs: &[super::NewJob]) -> &'static str {
     }
 }
 
-pub(super) fn encode_headers(headers: &[(String, String)]) -> String {
+pub(super) fn encode_headers(headers: &super::HeaderList) -> String {
     serde_json::to_string(headers).unwrap_or_else(|_| "[]".into())
 }
 
-pub(super) fn decode_headers(text: &str) -> Vec<(String, String)> {
+pub(super) fn decode_headers(text: &str) -> super::HeaderList {
     serde_json::from_str(text).unwrap_or_default()
 }
 
