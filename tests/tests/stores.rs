@@ -610,6 +610,68 @@ async fn a_sqlite_database_with_the_earlier_job_indexes_is_upgraded_on_open() {
     );
 }
 
+/// A group whose transaction fails is committed again one write at a time: only the write that
+/// cannot be stored is answered with an error; every other delivery of its group is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_sqlite_group_is_committed_again_write_by_write() {
+    use sqlx::Connection as _;
+    let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_fallback")));
+    let url = format!("sqlite:{}", path.display());
+    let store = Arc::new(SqliteStore::open(&url).unwrap());
+    store.ingest(delivery(&unique("warm"), &[])).await.unwrap();
+    // A trigger refuses one delivery, so any group holding it fails as a whole.
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER poison BEFORE INSERT ON hooksmith_deliveries
+         WHEN NEW.delivery_id LIKE 'poison-%' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    // Hold the write lock so the writes below queue up and go in one group behind it.
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let ingest = |key: String| {
+        let store = store.clone();
+        tokio::spawn(async move { (key.clone(), store.ingest(delivery(&key, &["a"])).await) })
+    };
+    let prefix = unique("fallback");
+    let mut tasks = vec![ingest(format!("{prefix}-first"))];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tasks.extend((0..40).map(|i| ingest(format!("{prefix}-{i}"))));
+    tasks.push(ingest(format!("poison-{prefix}")));
+    tasks.extend((40..80).map(|i| ingest(format!("{prefix}-{i}"))));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sqlx::query("COMMIT").execute(&mut raw).await.unwrap();
+    raw.close().await.unwrap();
+
+    let mut stored = 0;
+    for task in tasks {
+        let (key, result) = task.await.unwrap();
+        match result {
+            Ok(Ingest::Stored { id, record, .. }) => {
+                assert!(
+                    !key.starts_with("poison-"),
+                    "the refused delivery was stored"
+                );
+                assert_eq!(store.get(id).await.unwrap().unwrap().1, record);
+                stored += 1;
+            }
+            Ok(other) => panic!("{key}: {other:?}"),
+            Err(error) => {
+                assert!(
+                    key.starts_with("poison-"),
+                    "{key} failed with its group: {error}"
+                );
+                assert!(error.to_string().contains("refused"), "{error}");
+            }
+        }
+    }
+    assert_eq!(stored, 81, "every delivery but the refused one is stored");
+}
+
 /// SQLite commits concurrent writes in groups: under 300 concurrent ingests (every key twice) and
 /// concurrent results, each delivery is stored once, its twin is its duplicate, every job gets its
 /// own id, and a result for a job that does not exist fails alone.
