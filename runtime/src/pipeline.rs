@@ -293,11 +293,7 @@ async fn accept(
     let mut waiting = false;
     for (i, ((handler, &job), slot)) in matched.iter().zip(&job_ids).zip(slots).enumerate() {
         match slot {
-            Some(slot) => {
-                shared
-                    .slots
-                    .start(shared, Arc::clone(handler), record.clone(), job, slot);
-            }
+            Some(slot) => worker::start(shared, Arc::clone(handler), record.clone(), job, slot),
             None => waiting |= Some(i) != inline,
         }
     }

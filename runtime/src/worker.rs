@@ -42,7 +42,7 @@ pub(crate) struct Slots {
 /// A free worker slot, reserved for a job about to be created already claimed.
 pub(crate) struct Reserved {
     permit: tokio::sync::OwnedSemaphorePermit,
-    record: tokio::sync::OwnedRwLockReadGuard<()>,
+    recording: tokio::sync::OwnedRwLockReadGuard<()>,
 }
 
 impl Slots {
@@ -61,23 +61,8 @@ impl Slots {
             return None;
         }
         let permit = self.permits.clone().try_acquire_owned().ok()?;
-        let record = self.recording.clone().try_read_owned().ok()?;
-        Some(Reserved { permit, record })
-    }
-
-    /// Runs `job` (stored already claimed by this instance, attempt 1) in the slot `reserved`.
-    pub(crate) fn start(
-        &self,
-        shared: &Arc<Shared>,
-        handler: Arc<HandlerRt>,
-        record: Arc<StoredDelivery>,
-        job: i64,
-        reserved: Reserved,
-    ) {
-        let app = shared.clone();
-        self.spawn(job, reserved, move |permit| async move {
-            run_once(&app, &handler, record, job, 1, Some(permit)).await;
-        });
+        let recording = self.recording.clone().try_read_owned().ok()?;
+        Some(Reserved { permit, recording })
     }
 
     /// Spawns one job's run in its slot, tracked until its result is recorded.
@@ -91,7 +76,7 @@ impl Slots {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(job);
-        let Reserved { permit, record } = reserved;
+        let Reserved { permit, recording } = reserved;
         let run = run(permit);
         tokio::spawn(async move {
             run.await;
@@ -99,9 +84,23 @@ impl Slots {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(&job);
-            drop(record);
+            drop(recording);
         });
     }
+}
+
+/// Runs `job` — stored already claimed by this instance, attempt 1 — in the slot `reserved`.
+pub(crate) fn start(
+    shared: &Arc<Shared>,
+    handler: Arc<HandlerRt>,
+    record: Arc<StoredDelivery>,
+    job: i64,
+    reserved: Reserved,
+) {
+    let app = shared.clone();
+    shared.slots.spawn(job, reserved, move |permit| async move {
+        run_once(&app, &handler, record, job, 1, Some(permit)).await;
+    });
 }
 
 /// Runs jobs until `stop` turns true or the app is dropped; then waits up to `grace` for the
@@ -161,8 +160,8 @@ pub(crate) async fn run(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let record = recording.clone().read_owned().await;
-            let reserved = Reserved { permit, record };
+            let recording = recording.clone().read_owned().await;
+            let reserved = Reserved { permit, recording };
             let app = app.clone();
             slots.spawn(job.id, reserved, move |permit| async move {
                 run_claimed(&app, job, permit).await;
