@@ -4,8 +4,9 @@
 //!
 //! 1. [`Store::ingest`] writes the delivery, its idempotency key and one job per matched handler
 //!    in one transaction, and returns only once they are stored: the 2xx is sent after it.
-//! 2. A job is run by whoever [`Store::claim`]ed it, under a lease; a lease that expires (the
-//!    instance died) makes the job claimable again, so nothing is silently dropped.
+//! 2. A job is run by whoever [`Store::claim`]ed it — or by the caller that created it already
+//!    claimed ([`NewJob::claimed_for_ms`]) — under a lease; a lease that expires (the instance
+//!    died) makes the job claimable again, so nothing is silently dropped.
 //! 3. Each transition is stored before it is reported.
 
 mod headers;
@@ -380,7 +381,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Describes the backend.
     fn info(&self) -> StoreInfo;
 
-    /// Stores a delivery with its key and jobs in one transaction, unless the key is known.
+    /// Stores a delivery with its key and jobs in one transaction, unless the key is known; a
+    /// stored delivery comes back as [`NewDelivery::stored`] makes it, record included.
     fn ingest(&self, delivery: NewDelivery) -> StoreFuture<'_, Ingest>;
 
     /// Claims up to `limit` due jobs (pending or retrying and due, or running with an expired
