@@ -505,7 +505,6 @@ impl AppBuilder {
             shared.slots.clone(),
             shared.wake.clone(),
             stop_rx,
-            shared.config.concurrency,
             shared.config.shutdown_grace,
         ));
         let router = router_for(&shared);

@@ -28,6 +28,8 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 /// jobs straight to a free slot.
 #[derive(Debug)]
 pub(crate) struct Slots {
+    /// How many jobs may run here at once.
+    concurrency: usize,
     /// One per job running (or being recorded) in this instance: at most `concurrency`.
     permits: Arc<Semaphore>,
     /// Held (shared) by each job until its result is recorded; the drain takes it exclusively.
@@ -48,6 +50,7 @@ pub(crate) struct Reserved {
 impl Slots {
     pub(crate) fn new(concurrency: usize) -> Self {
         Self {
+            concurrency,
             permits: Arc::new(Semaphore::new(concurrency)),
             recording: Arc::default(),
             running: Arc::default(),
@@ -110,11 +113,11 @@ pub(crate) async fn run(
     slots: Arc<Slots>,
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
-    concurrency: usize,
     grace: Duration,
 ) {
     use std::sync::atomic::Ordering;
     let Slots {
+        concurrency,
         permits,
         recording,
         running,
@@ -199,7 +202,7 @@ pub(crate) async fn run(
     // No job is handed to a slot at reception from now on; they wait for the next claim.
     open.store(false, Ordering::Release);
     // Drain: wait for running handlers to finish within the grace period.
-    let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+    let all = u32::try_from(*concurrency).unwrap_or(u32::MAX);
     let drained = async {
         let _handlers_done = permits.acquire_many(all).await;
         let _results_recorded = recording.write().await;
