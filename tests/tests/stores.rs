@@ -348,6 +348,48 @@ async fn suite(store: Arc<dyn Store>) {
     );
     assert!(s.list(&window(None, Some(0))).await.unwrap().is_empty());
 
+    // One provider id on two endpoints is two deliveries (two keys); a longer id is another.
+    let shared = unique("shared");
+    let mut elsewhere = delivery(&format!("/hooks/other:push:{shared}"), &[]);
+    elsewhere.endpoint = "/hooks/other".into();
+    elsewhere.delivery_id.clone_from(&shared);
+    let mut first = delivery(&shared, &[]);
+    first.delivery_id.clone_from(&shared);
+    let mut longer = delivery(&format!("{shared}0"), &[]);
+    longer.delivery_id = format!("{shared}0");
+    let mut shared_ids = Vec::new();
+    for new in [first, elsewhere, longer] {
+        let Ingest::Stored { id, .. } = s.ingest(new).await.unwrap() else {
+            panic!("a new key is stored")
+        };
+        shared_ids.push(id);
+    }
+    let by_shared = |endpoint: Option<&str>| DeliveryQuery {
+        delivery_id: Some(shared.clone()),
+        endpoint: endpoint.map(str::to_owned),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list(&by_shared(None))
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect::<Vec<_>>(),
+        [shared_ids[1], shared_ids[0]],
+        "both endpoints' deliveries of the id, newest first, and not the longer id"
+    );
+    assert_eq!(
+        s.list(&by_shared(Some("/hooks/other")))
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect::<Vec<_>>(),
+        [shared_ids[1]]
+    );
+
     // Fifty identical deliveries at once: one stored, forty-nine duplicates.
     let same = unique("same");
     let tasks: Vec<_> = (0..50)
@@ -608,6 +650,110 @@ async fn a_sqlite_database_with_the_earlier_job_indexes_is_upgraded_on_open() {
             "hooksmith_jobs_running"
         ]
     );
+}
+
+async fn tables(raw: &mut sqlx::SqliteConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE name IN
+           ('hooksmith_keys', 'hooksmith_delivery_keys', 'hooksmith_deliveries_delivery_id')
+         ORDER BY name",
+    )
+    .fetch_all(raw)
+    .await
+    .unwrap()
+}
+
+/// A database from before `hooksmith_delivery_keys` (keys in `hooksmith_keys`, a delivery-id
+/// index on deliveries) opens with every key still deduplicating: the keys of stored deliveries
+/// move, those of purged deliveries stay in the old table until the retention purge takes them,
+/// and the old table goes once empty.
+#[tokio::test]
+async fn a_sqlite_database_with_the_earlier_keys_table_is_upgraded_on_open() {
+    use sqlx::Connection as _;
+    let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_keys_upgrade")));
+    let url = format!("sqlite:{}", path.display());
+    let (kept, purged) = (unique("kept"), unique("purged"));
+    let store = SqliteStore::open(&url).unwrap();
+    let mut ids = Vec::new();
+    for key in [&kept, &purged] {
+        let Ingest::Stored { id, .. } = store.ingest(delivery(key, &[])).await.unwrap() else {
+            panic!("stored")
+        };
+        ids.push(id);
+    }
+    drop(store);
+    // Back to the earlier layout, with the second delivery purged and its key left behind.
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    for statement in [
+        "CREATE TABLE hooksmith_keys (idem_key TEXT PRIMARY KEY, delivery INTEGER NOT NULL,
+           seen_at_ms INTEGER NOT NULL) WITHOUT ROWID",
+        "INSERT INTO hooksmith_keys SELECT idem_key, delivery, seen_at_ms FROM hooksmith_delivery_keys",
+        "DROP TABLE hooksmith_delivery_keys",
+        "CREATE INDEX hooksmith_deliveries_delivery_id ON hooksmith_deliveries (delivery_id)",
+    ] {
+        sqlx::query(statement).execute(&mut raw).await.unwrap();
+    }
+    sqlx::query("DELETE FROM hooksmith_deliveries WHERE id = ?1")
+        .bind(ids[1])
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    raw.close().await.unwrap();
+
+    let store = SqliteStore::open(&url).unwrap();
+    assert_eq!(
+        store.ingest(delivery(&kept, &[])).await.unwrap(),
+        Ingest::Duplicate { id: ids[0] },
+        "a moved key"
+    );
+    assert_eq!(
+        store.ingest(delivery(&purged, &[])).await.unwrap(),
+        Ingest::Duplicate { id: ids[1] },
+        "a key of a purged delivery, still in the old table"
+    );
+    let listed = store
+        .list(&DeliveryQuery {
+            delivery_id: Some(kept.clone()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[0]]);
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    assert_eq!(
+        tables(&mut raw).await,
+        ["hooksmith_delivery_keys", "hooksmith_keys"],
+        "the delivery-id index is gone; the old table holds the purged delivery's key"
+    );
+    raw.close().await.unwrap();
+
+    // The retention purge takes the old key as it would have; then the id is new again.
+    let (_, keys) = store
+        .purge(hooksmith::store::Retention {
+            history_before_ms: 0,
+            keep_at_most: None,
+            keys_before_ms: now() + 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        keys, 1,
+        "only the old key: the kept one's delivery is stored"
+    );
+    assert!(matches!(
+        store.ingest(delivery(&purged, &[])).await.unwrap(),
+        Ingest::Stored { .. }
+    ));
+    drop(store);
+    let store = SqliteStore::open(&url).unwrap();
+    assert_eq!(
+        store.ingest(delivery(&kept, &[])).await.unwrap(),
+        Ingest::Duplicate { id: ids[0] }
+    );
+    drop(store);
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    assert_eq!(tables(&mut raw).await, ["hooksmith_delivery_keys"]);
 }
 
 /// A group whose transaction fails is committed again one write at a time: only the write that

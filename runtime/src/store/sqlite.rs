@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -36,12 +37,18 @@ const SCHEMA: &[&str] = &[
         received_at_ms INTEGER NOT NULL,
         status TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS hooksmith_deliveries_endpoint ON hooksmith_deliveries (endpoint, id)",
-    "CREATE INDEX IF NOT EXISTS hooksmith_deliveries_delivery_id ON hooksmith_deliveries (delivery_id)",
     "CREATE INDEX IF NOT EXISTS hooksmith_deliveries_status ON hooksmith_deliveries (status, id)",
-    "CREATE TABLE IF NOT EXISTS hooksmith_keys (
-        idem_key TEXT PRIMARY KEY,
+    // Idempotency keys, ordered by the provider's delivery id first: the one B-tree a delivery
+    // inserts into at a random place serves both the duplicate check (the whole key) and the
+    // admin API's look-up by delivery id (its prefix). Keys outlive their deliveries.
+    "CREATE TABLE IF NOT EXISTS hooksmith_delivery_keys (
+        delivery_id TEXT NOT NULL,
+        idem_key TEXT NOT NULL,
         delivery INTEGER NOT NULL,
-        seen_at_ms INTEGER NOT NULL) WITHOUT ROWID",
+        seen_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (delivery_id, idem_key)) WITHOUT ROWID",
+    // Databases from before: the index the table above replaces (see `upgrade_keys`).
+    "DROP INDEX IF EXISTS hooksmith_deliveries_delivery_id",
     "CREATE TABLE IF NOT EXISTS hooksmith_jobs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         delivery INTEGER NOT NULL REFERENCES hooksmith_deliveries (id),
@@ -85,6 +92,9 @@ pub struct SqliteStore {
     pool: SqlitePool,
     ready: OnceCell<mpsc::UnboundedSender<Write>>,
     synchronous_full: bool,
+    /// Whether keys from before `hooksmith_delivery_keys` remain in `hooksmith_keys`, to be
+    /// checked too (see `upgrade_keys`).
+    legacy_keys: Arc<AtomicBool>,
 }
 
 /// The most writes one group commit takes.
@@ -142,6 +152,7 @@ impl SqliteStore {
             pool,
             ready: OnceCell::new(),
             synchronous_full: matches!(synchronous, SqliteSynchronous::Full),
+            legacy_keys: Arc::default(),
         })
     }
 
@@ -160,10 +171,14 @@ impl SqliteStore {
                         .await
                         .map_err(error("creating the schema"))?;
                 }
+                let legacy = upgrade_keys(&mut tx)
+                    .await
+                    .map_err(error("upgrading the idempotency keys"))?;
                 tx.commit().await.map_err(error("creating the schema"))?;
+                self.legacy_keys.store(legacy, Ordering::Relaxed);
                 let (queue, writes) = mpsc::unbounded_channel();
                 // The writer ends when the store (the queue's only sender) is dropped.
-                tokio::spawn(writer(self.pool.clone(), writes));
+                tokio::spawn(writer(self.pool.clone(), writes, self.legacy_keys.clone()));
                 Ok(queue)
             })
             .await
@@ -197,6 +212,45 @@ impl SqliteStore {
 }
 
 sql::row_readers!(sqlx::sqlite::SqliteRow);
+
+/// Moves the keys of a database from before `hooksmith_delivery_keys` into it; returns whether
+/// some remain in the old `hooksmith_keys` table.
+///
+/// A key is filed under its delivery's provider id, which only its delivery row holds: keys whose
+/// delivery is still stored move; those of deliveries already purged (keys outlive their
+/// deliveries) stay where they are, are checked as duplicates too, and leave with the retention
+/// purge. The old table is dropped once empty, at the next start.
+async fn upgrade_keys(connection: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    let old: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'hooksmith_keys')",
+    )
+    .fetch_one(&mut *connection)
+    .await?;
+    if !old {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT OR IGNORE INTO hooksmith_delivery_keys (delivery_id, idem_key, delivery, seen_at_ms)
+         SELECT d.delivery_id, k.idem_key, k.delivery, k.seen_at_ms
+         FROM hooksmith_keys k JOIN hooksmith_deliveries d ON d.id = k.delivery",
+    )
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query(
+        "DELETE FROM hooksmith_keys WHERE delivery IN (SELECT id FROM hooksmith_deliveries)",
+    )
+    .execute(&mut *connection)
+    .await?;
+    let remaining: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM hooksmith_keys)")
+        .fetch_one(&mut *connection)
+        .await?;
+    if !remaining {
+        sqlx::query("DROP TABLE hooksmith_keys")
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(remaining)
+}
 
 impl Store for SqliteStore {
     fn info(&self) -> StoreInfo {
@@ -343,16 +397,35 @@ impl Store for SqliteStore {
             .await
             .map_err(&write)?
             .rows_affected();
-            let keys = sqlx::query(
-                "DELETE FROM hooksmith_keys WHERE seen_at_ms < ?1
-                   AND NOT EXISTS (SELECT 1 FROM hooksmith_deliveries d WHERE d.id = hooksmith_keys.delivery)",
+            let mut keys = sqlx::query(
+                "DELETE FROM hooksmith_delivery_keys WHERE seen_at_ms < ?1
+                   AND NOT EXISTS (SELECT 1 FROM hooksmith_deliveries d WHERE d.id = hooksmith_delivery_keys.delivery)",
             )
             .bind(policy.keys_before_ms)
             .execute(&mut *tx)
             .await
             .map_err(&write)?
             .rows_affected();
+            let legacy = self.legacy_keys.load(Ordering::Relaxed);
+            if legacy {
+                // Keys from before the upgrade belong to purged deliveries: only their age counts.
+                keys += sqlx::query("DELETE FROM hooksmith_keys WHERE seen_at_ms < ?1")
+                    .bind(policy.keys_before_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(&write)?
+                    .rows_affected();
+            }
+            let emptied = legacy
+                && !sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM hooksmith_keys)")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(&write)?;
             tx.commit().await.map_err(&write)?;
+            if emptied {
+                // None is ever added: the writer need not look there again.
+                self.legacy_keys.store(false, Ordering::Relaxed);
+            }
             Ok((deliveries, keys))
         })
     }
@@ -494,24 +567,37 @@ impl Store for SqliteStore {
     fn list<'a>(&'a self, query: &'a DeliveryQuery) -> StoreFuture<'a, Vec<DeliverySummary>> {
         Box::pin(async move {
             self.ready().await?;
-            let rows = sqlx::query(
+            // Only the filters given, so that SQLite plans along the index one of them has:
+            // delivery ids through the keys, endpoint and status through their indexes.
+            let mut statement = String::from(
                 "SELECT id, delivery_id, endpoint, event, status, received_at_ms FROM hooksmith_deliveries
-                 WHERE (?1 IS NULL OR endpoint = ?1) AND (?2 IS NULL OR status = ?2)
-                   AND (?3 IS NULL OR event = ?3) AND (?4 IS NULL OR delivery_id = ?4) AND id < ?5
-                   AND received_at_ms >= ?7 AND received_at_ms < ?8
-                 ORDER BY id DESC LIMIT ?6",
-            )
-            .bind(&query.endpoint)
-            .bind(query.status.map(sql::status_name))
-            .bind(&query.event)
-            .bind(&query.delivery_id)
-            .bind(query.before.unwrap_or(i64::MAX))
-            .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
-            .bind(query.received_since_ms.unwrap_or(i64::MIN))
-            .bind(query.received_until_ms.unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(error("listing deliveries"))?;
+                 WHERE id < ? AND received_at_ms >= ? AND received_at_ms < ?",
+            );
+            let filters = [
+                (query.endpoint.as_deref(), " AND endpoint = ?"),
+                (query.status.map(sql::status_name), " AND status = ?"),
+                (query.event.as_deref(), " AND event = ?"),
+                (
+                    query.delivery_id.as_deref(),
+                    " AND id IN (SELECT delivery FROM hooksmith_delivery_keys WHERE delivery_id = ?)",
+                ),
+            ];
+            for (_, clause) in filters.iter().filter(|(value, _)| value.is_some()) {
+                statement.push_str(clause);
+            }
+            statement.push_str(" ORDER BY id DESC LIMIT ?");
+            let mut select = sqlx::query(sqlx::AssertSqlSafe(statement))
+                .bind(query.before.unwrap_or(i64::MAX))
+                .bind(query.received_since_ms.unwrap_or(i64::MIN))
+                .bind(query.received_until_ms.unwrap_or(i64::MAX));
+            for value in filters.iter().filter_map(|(value, _)| *value) {
+                select = select.bind(value);
+            }
+            let rows = select
+                .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(error("listing deliveries"))?;
             let deliveries = rows
                 .iter()
                 .map(delivery_row)
@@ -553,14 +639,18 @@ enum Done {
 
 /// The group committer: takes every write queued (up to [`MAX_GROUP`]), commits them in one
 /// transaction, then answers each. A group that fails is committed again one write at a time.
-async fn writer(pool: SqlitePool, mut writes: mpsc::UnboundedReceiver<Write>) {
+async fn writer(
+    pool: SqlitePool,
+    mut writes: mpsc::UnboundedReceiver<Write>,
+    legacy_keys: Arc<AtomicBool>,
+) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     // The writer keeps one connection; a connection that failed is replaced at the next group.
     let mut held: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>> = None;
     while writes.recv_many(&mut group, MAX_GROUP).await > 0 {
         let batch: Vec<Write> = std::mem::take(&mut group);
         if batch.len() > 1 {
-            match commit(&pool, &mut held, &batch).await {
+            match commit(&pool, &mut held, &batch, &legacy_keys).await {
                 Ok(done) => {
                     answer(batch, done);
                     continue;
@@ -574,7 +664,7 @@ async fn writer(pool: SqlitePool, mut writes: mpsc::UnboundedReceiver<Write>) {
             }
         }
         for write in batch {
-            match commit(&pool, &mut held, std::slice::from_ref(&write)).await {
+            match commit(&pool, &mut held, std::slice::from_ref(&write), &legacy_keys).await {
                 Ok(done) => answer(vec![write], done),
                 Err(error) => write.fail(error),
             }
@@ -625,13 +715,14 @@ async fn commit(
     pool: &SqlitePool,
     held: &mut Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
     batch: &[Write],
+    legacy_keys: &AtomicBool,
 ) -> Result<Vec<Done>, StoreError> {
     let write = error("storing deliveries and results");
     let connection = match held {
         Some(connection) => connection,
         None => held.insert(pool.acquire().await.map_err(&write)?),
     };
-    let committed = commit_on(connection, batch).await;
+    let committed = commit_on(connection, batch, legacy_keys.load(Ordering::Relaxed)).await;
     if committed.is_err() {
         *held = None;
     }
@@ -641,6 +732,7 @@ async fn commit(
 async fn commit_on(
     connection: &mut sqlx::SqliteConnection,
     batch: &[Write],
+    legacy_keys: bool,
 ) -> Result<Vec<Done>, StoreError> {
     use sqlx::Connection as _;
     let write = error("storing deliveries and results");
@@ -658,13 +750,18 @@ async fn commit_on(
     let mut ingested = Vec::with_capacity(ingests.len());
     if !ingests.is_empty() {
         // Keys already stored: those deliveries are duplicates.
-        let keys =
-            serde_json::to_string(&ingests.iter().map(|n| n.key.as_str()).collect::<Vec<_>>())
-                .map_err(|e| StoreError(e.to_string()))?;
-        let known: HashMap<String, i64> = sqlx::query(
-            "SELECT idem_key, delivery FROM hooksmith_keys WHERE idem_key IN (SELECT value FROM json_each(?1))",
+        let keys = serde_json::to_string(
+            &ingests
+                .iter()
+                .map(|n| (n.delivery_id.as_str(), n.key.as_str()))
+                .collect::<Vec<_>>(),
         )
-        .bind(keys)
+        .map_err(|e| StoreError(e.to_string()))?;
+        let mut known: HashMap<String, i64> = sqlx::query(
+            "SELECT k.idem_key, k.delivery FROM json_each(?1) AS j JOIN hooksmith_delivery_keys AS k
+               ON k.delivery_id = json_extract(j.value, '$[0]') AND k.idem_key = json_extract(j.value, '$[1]')",
+        )
+        .bind(&keys)
         .fetch_all(&mut *tx)
         .await
         .map_err(&write)?
@@ -672,6 +769,22 @@ async fn commit_on(
         .map(|row| Ok((row.try_get("idem_key")?, row.try_get("delivery")?)))
         .collect::<Result<_, sqlx::Error>>()
         .map_err(&write)?;
+        if legacy_keys {
+            let rows = sqlx::query(
+                "SELECT idem_key, delivery FROM hooksmith_keys
+                 WHERE idem_key IN (SELECT json_extract(value, '$[1]') FROM json_each(?1))",
+            )
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(&write)?;
+            for row in &rows {
+                known.insert(
+                    row.try_get("idem_key").map_err(&write)?,
+                    row.try_get("delivery").map_err(&write)?,
+                );
+            }
+        }
         // The first of each new key is stored; a second in the same group is its duplicate.
         let mut seen = HashSet::new();
         let fresh: Vec<&NewDelivery> = ingests
@@ -708,12 +821,13 @@ async fn commit_on(
         }
         for chunk in fresh.chunks(MAX_ROWS) {
             let statement = format!(
-                "INSERT INTO hooksmith_keys (idem_key, delivery, seen_at_ms) VALUES {}",
-                placeholders(chunk.len(), 3)
+                "INSERT INTO hooksmith_delivery_keys (delivery_id, idem_key, delivery, seen_at_ms) VALUES {}",
+                placeholders(chunk.len(), 4)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).persistent(false);
             for n in chunk {
                 query = query
+                    .bind(&n.delivery_id)
                     .bind(&n.key)
                     .bind(ids.get(&n.key).copied())
                     .bind(n.received_at_ms);
