@@ -644,24 +644,10 @@ impl Store for PostgresStore {
     fn list<'a>(&'a self, query: &'a DeliveryQuery) -> StoreFuture<'a, Vec<DeliverySummary>> {
         Box::pin(async move {
             self.ready().await?;
-            let rows = sqlx::query(
-                "SELECT id, delivery_id, endpoint, event, status, received_at_ms FROM hooksmith_deliveries
-                 WHERE ($1::text IS NULL OR endpoint = $1) AND ($2::text IS NULL OR status = $2)
-                   AND ($3::text IS NULL OR event = $3) AND ($4::text IS NULL OR delivery_id = $4) AND id < $5
-                   AND received_at_ms >= $7 AND received_at_ms < $8
-                 ORDER BY id DESC LIMIT $6",
-            )
-            .bind(&query.endpoint)
-            .bind(query.status.map(sql::status_name))
-            .bind(&query.event)
-            .bind(&query.delivery_id)
-            .bind(query.before.unwrap_or(i64::MAX))
-            .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
-            .bind(query.received_since_ms.unwrap_or(i64::MIN))
-            .bind(query.received_until_ms.unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(error("listing deliveries"))?;
+            let rows = sql::list_query(query, '$', "delivery_id = {}")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(error("listing deliveries"))?;
             let deliveries = rows
                 .iter()
                 .map(delivery_row)

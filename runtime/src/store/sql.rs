@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{DeliveryStatus, DeliverySummary, JobStatus, JobSummary, StoreError};
+use super::{DeliveryQuery, DeliveryStatus, DeliverySummary, JobStatus, JobSummary, StoreError};
 
 /// The delivery-status rule of [`DeliveryStatus::from_jobs`], in SQL, for `UPDATE ... SET
 /// status = (...)` on delivery `?`/`$1`; both SQLite and PostgreSQL take it as written, with the
@@ -17,6 +17,57 @@ pub(super) fn status_case(placeholder: &str) -> String {
            WHEN NOT EXISTS (SELECT 1 {jobs} AND status <> 'pending') THEN 'received' \
            ELSE 'dispatched' END"
     )
+}
+
+/// The admin list's `SELECT` for the filters `query` gives, its values bound; `placeholder` is
+/// `?` (SQLite) or `$` (PostgreSQL).
+///
+/// Only the filters given are written, so each combination is planned on its own along the index
+/// one of them has; a single statement with `(? IS NULL OR column = ?)` for every filter is
+/// planned once for all (PostgreSQL's generic plans, SQLite always) and scans every delivery to
+/// find one by its id. `by_delivery_id` is the backend's clause for that filter, with `{}` where
+/// its placeholder goes.
+pub(super) fn list_query<'q, DB>(
+    query: &'q DeliveryQuery,
+    placeholder: char,
+    by_delivery_id: &str,
+) -> sqlx::query::Query<'q, DB, DB::Arguments>
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut statement = format!(
+        "SELECT id, delivery_id, endpoint, event, status, received_at_ms FROM hooksmith_deliveries
+         WHERE id < {placeholder}1 AND received_at_ms >= {placeholder}2 AND received_at_ms < {placeholder}3"
+    );
+    let filters = [
+        (query.endpoint.as_deref(), "endpoint = {}"),
+        (query.status.map(status_name), "status = {}"),
+        (query.event.as_deref(), "event = {}"),
+        (query.delivery_id.as_deref(), by_delivery_id),
+    ];
+    let mut values = Vec::new();
+    for (value, clause) in filters {
+        if let Some(value) = value {
+            values.push(value);
+            let bound = format!("{placeholder}{}", values.len() + 3);
+            statement.push_str(" AND ");
+            statement.push_str(&clause.replace("{}", &bound));
+        }
+    }
+    statement.push_str(&format!(
+        " ORDER BY id DESC LIMIT {placeholder}{}",
+        values.len() + 4
+    ));
+    let mut select = sqlx::query(sqlx::AssertSqlSafe(statement))
+        .bind(query.before.unwrap_or(i64::MAX))
+        .bind(query.received_since_ms.unwrap_or(i64::MIN))
+        .bind(query.received_until_ms.unwrap_or(i64::MAX));
+    for value in values {
+        select = select.bind(value);
+    }
+    select.bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
 }
 
 pub(super) fn job_status(name: &str) -> Result<JobStatus, StoreError> {
@@ -68,6 +119,7 @@ pub(super) fn decode_headers(text: &str) -> super::HeaderList {
     serde_json::from_str(text).unwrap_or_default()
 }
 
+#[cfg(feature = "sqlite")]
 pub(super) fn ids_json(ids: impl IntoIterator<Item = i64>) -> String {
     serde_json::to_string(&ids.into_iter().collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into())
 }

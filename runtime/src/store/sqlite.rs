@@ -570,37 +570,14 @@ impl Store for SqliteStore {
     fn list<'a>(&'a self, query: &'a DeliveryQuery) -> StoreFuture<'a, Vec<DeliverySummary>> {
         Box::pin(async move {
             self.ready().await?;
-            // Only the filters given, so that SQLite plans along the index one of them has:
-            // delivery ids through the keys, endpoint and status through their indexes.
-            let mut statement = String::from(
-                "SELECT id, delivery_id, endpoint, event, status, received_at_ms FROM hooksmith_deliveries
-                 WHERE id < ? AND received_at_ms >= ? AND received_at_ms < ?",
-            );
-            let filters = [
-                (query.endpoint.as_deref(), " AND endpoint = ?"),
-                (query.status.map(sql::status_name), " AND status = ?"),
-                (query.event.as_deref(), " AND event = ?"),
-                (
-                    query.delivery_id.as_deref(),
-                    " AND id IN (SELECT delivery FROM hooksmith_delivery_keys WHERE delivery_id = ?)",
-                ),
-            ];
-            for (_, clause) in filters.iter().filter(|(value, _)| value.is_some()) {
-                statement.push_str(clause);
-            }
-            statement.push_str(" ORDER BY id DESC LIMIT ?");
-            let mut select = sqlx::query(sqlx::AssertSqlSafe(statement))
-                .bind(query.before.unwrap_or(i64::MAX))
-                .bind(query.received_since_ms.unwrap_or(i64::MIN))
-                .bind(query.received_until_ms.unwrap_or(i64::MAX));
-            for value in filters.iter().filter_map(|(value, _)| *value) {
-                select = select.bind(value);
-            }
-            let rows = select
-                .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(error("listing deliveries"))?;
+            let rows = sql::list_query(
+                query,
+                '?',
+                "id IN (SELECT delivery FROM hooksmith_delivery_keys WHERE delivery_id = {})",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(error("listing deliveries"))?;
             let deliveries = rows
                 .iter()
                 .map(delivery_row)
