@@ -568,6 +568,58 @@ async fn the_memory_store_keeps_a_bounded_history() {
     ));
 }
 
+/// The memory store's history is bounded in bytes too: large bodies cannot grow it past the
+/// bound, work still to do is never dropped, and the newest finished delivery stays.
+#[tokio::test]
+async fn the_memory_store_bounds_its_history_in_bytes() {
+    let store = MemoryStore::keeping(1_000).keeping_bytes(6_000);
+    let sized = |key: &str, bytes: usize, handlers: &[&str]| NewDelivery {
+        body: Bytes::from(vec![b'x'; bytes]),
+        ..delivery(key, handlers)
+    };
+    let stored = |ingest: Ingest| match ingest {
+        Ingest::Stored { id, .. } => id,
+        Ingest::Duplicate { .. } => panic!("a new key is stored"),
+    };
+    let pending = stored(store.ingest(sized("work", 4_000, &["h"])).await.unwrap());
+    let mut finished = Vec::new();
+    for i in 0..10 {
+        finished.push(stored(
+            store
+                .ingest(sized(&format!("b{i}"), 1_000, &[]))
+                .await
+                .unwrap(),
+        ));
+    }
+    let kept = |ids: Vec<i64>| {
+        let store = &store;
+        async move {
+            let mut kept = Vec::new();
+            for id in ids {
+                if store.get(id).await.unwrap().is_some() {
+                    kept.push(id);
+                }
+            }
+            kept
+        }
+    };
+    assert_eq!(
+        kept(finished.clone()).await,
+        finished[8..],
+        "4,000 bytes of work and the two newest 1,000-byte deliveries fit in 6,000"
+    );
+    let large = stored(store.ingest(sized("large", 10_000, &[])).await.unwrap());
+    assert_eq!(
+        kept(finished.iter().copied().chain([large, pending]).collect()).await,
+        [large, pending],
+        "a body larger than the bound is kept while it is the newest; work is never dropped"
+    );
+    assert!(matches!(
+        store.ingest(sized("b0", 1_000, &[])).await.unwrap(),
+        Ingest::Duplicate { .. }
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_store() {
     let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_suite")));

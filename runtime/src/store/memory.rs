@@ -13,15 +13,18 @@ use super::{
 
 /// A [`Store`] that keeps everything in memory. Not durable: the startup banner says so.
 ///
-/// Its history is bounded: once more than [`MemoryStore::DEFAULT_KEEP`] (or the number given to
-/// [`MemoryStore::keeping`]) finished deliveries are held, the oldest finished one is dropped as
-/// each new one finishes, so memory stays flat under any load. Deliveries with a handler still to
-/// run, retrying or dead are never dropped; idempotency keys outlive their deliveries as in every
-/// store.
+/// Its history is bounded, in number and in bytes: once more than [`MemoryStore::DEFAULT_KEEP`]
+/// (or the number given to [`MemoryStore::keeping`]) finished deliveries are held, or their
+/// bodies and those of the deliveries still at work add up to more than
+/// [`MemoryStore::DEFAULT_KEEP_BYTES`] (or [`MemoryStore::keeping_bytes`]), the oldest finished
+/// ones are dropped as new ones finish, so memory stays flat under any load and any payload size.
+/// Deliveries with a handler still to run, retrying or dead are never dropped, and the newest
+/// finished one is always kept; idempotency keys outlive their deliveries as in every store.
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     keep: usize,
+    keep_bytes: usize,
 }
 
 impl Default for MemoryStore {
@@ -33,6 +36,8 @@ impl Default for MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     next_id: i64,
+    /// The bodies of the deliveries held, in bytes.
+    body_bytes: usize,
     deliveries: BTreeMap<i64, Entry>,
     /// Idempotency key (its [`digest`]) → (delivery, first seen).
     keys: HashMap<KeyDigest, (i64, i64)>,
@@ -85,6 +90,10 @@ impl MemoryStore {
     /// How many finished deliveries the history holds unless told otherwise.
     pub const DEFAULT_KEEP: usize = 10_000;
 
+    /// How many bytes of bodies the store holds before dropping finished deliveries, unless told
+    /// otherwise: 64 MiB. (Ten thousand of GitHub's largest deliveries would be 250 GB.)
+    pub const DEFAULT_KEEP_BYTES: usize = 64 * 1024 * 1024;
+
     /// An empty store keeping the last [`MemoryStore::DEFAULT_KEEP`] finished deliveries.
     pub fn new() -> Self {
         Self::default()
@@ -95,7 +104,16 @@ impl MemoryStore {
         Self {
             inner: Mutex::default(),
             keep: deliveries.max(1),
+            keep_bytes: Self::DEFAULT_KEEP_BYTES,
         }
+    }
+
+    /// The same store, dropping its oldest finished deliveries while the bodies held add up to
+    /// more than `bytes` (the newest finished delivery and unfinished work stay regardless).
+    #[must_use]
+    pub fn keeping_bytes(mut self, bytes: usize) -> Self {
+        self.keep_bytes = bytes;
+        self
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
@@ -129,19 +147,27 @@ impl Inner {
         })
     }
 
-    /// Drops the oldest finished deliveries beyond `keep`, with their jobs.
-    fn evict(&mut self, keep: usize) {
-        while self.finished.len() > keep {
+    /// Drops the oldest finished deliveries beyond `keep` of them or `keep_bytes` of bodies held,
+    /// with their jobs.
+    fn evict(&mut self, keep: usize, keep_bytes: usize) {
+        while self.finished.len() > keep
+            || (self.body_bytes > keep_bytes && self.finished.len() > 1)
+        {
             let Some(id) = self.finished.pop_front() else {
                 break;
             };
-            if !self.is_finished(id) {
-                continue;
+            if self.is_finished(id) {
+                self.remove(id);
             }
-            if let Some(entry) = self.deliveries.remove(&id) {
-                for job in entry.jobs {
-                    self.jobs.remove(&job);
-                }
+        }
+    }
+
+    /// Drops a delivery and its jobs.
+    fn remove(&mut self, id: i64) {
+        if let Some(entry) = self.deliveries.remove(&id) {
+            self.body_bytes -= entry.record.body.len();
+            for job in entry.jobs {
+                self.jobs.remove(&job);
             }
         }
     }
@@ -230,6 +256,7 @@ impl Store for MemoryStore {
             // The body may be a slice of a connection's read buffer: the history keeps a copy of
             // its own, not the whole buffer.
             let body = Bytes::copy_from_slice(&new.body);
+            inner.body_bytes += body.len();
             let record = Arc::new(NewDelivery { body, ..new }.into_record(id));
             inner.deliveries.insert(
                 id,
@@ -240,7 +267,7 @@ impl Store for MemoryStore {
             );
             if job_ids.is_empty() {
                 inner.finished.push_back(id);
-                inner.evict(self.keep);
+                inner.evict(self.keep, self.keep_bytes);
             }
             Ok(Ingest::Stored {
                 id,
@@ -347,7 +374,7 @@ impl Store for MemoryStore {
             }
             if succeeded && inner.is_finished(delivery) {
                 inner.finished.push_back(delivery);
-                inner.evict(self.keep);
+                inner.evict(self.keep, self.keep_bytes);
             }
             Ok(())
         })
@@ -446,12 +473,8 @@ impl Store for MemoryStore {
                 })
                 .map(|(_, id)| *id)
                 .collect();
-            for id in &doomed {
-                if let Some(entry) = inner.deliveries.remove(id) {
-                    for job in entry.jobs {
-                        inner.jobs.remove(&job);
-                    }
-                }
+            for &id in &doomed {
+                inner.remove(id);
             }
             let before = inner.keys.len();
             let deliveries = std::mem::take(&mut inner.deliveries);
