@@ -176,12 +176,15 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
                     ));
                     let p99 = s.p99_ms / base.p99_ms;
                     checks.push((label(&format!("p99 {p99:.2}× ≤ 1.25×")), p99 <= 1.25));
-                    // The memory store keeps the last finished deliveries, bodies included.
+                    // The memory store keeps the last finished deliveries, bodies included, up
+                    // to a number and a number of bytes.
                     let kept = s
                         .held
                         .unwrap_or(0.0)
                         .min(hooksmith::store::MemoryStore::DEFAULT_KEEP as f64);
-                    let history_kib = kept * cell.body_len as f64 / 1024.0;
+                    let history_kib = (kept * cell.body_len as f64)
+                        .min(hooksmith::store::MemoryStore::DEFAULT_KEEP_BYTES as f64)
+                        / 1024.0;
                     let allowed = 1.5 * base.rss_kib + history_kib;
                     checks.push((
                         label(&format!(

@@ -477,7 +477,8 @@ impl AppBuilder {
         let store = match (self.store, self.store_url.as_deref()) {
             (Some(store), _) => store,
             // The memory store holds its history in the process: at most `history_max`
-            // finished deliveries (10,000 unless set), evicted oldest first as new ones come.
+            // finished deliveries (10,000 unless set) and 64 MiB of bodies, evicted oldest first
+            // as new ones come.
             (None, Some("memory")) | (None, None) => Arc::new(match self.config.history_max {
                 Some(n) => MemoryStore::keeping(usize::try_from(n).unwrap_or(usize::MAX)),
                 None => MemoryStore::new(),
