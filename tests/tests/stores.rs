@@ -65,6 +65,21 @@ async fn status_of(store: &dyn Store, id: i64) -> (DeliveryStatus, Vec<(String, 
 }
 
 /// Claims until `count` jobs are handed out or two seconds pass.
+/// The ids the admin list gives for a provider delivery id, newest first.
+async fn listed_for(store: &dyn Store, delivery_id: &str) -> Vec<i64> {
+    store
+        .list(&DeliveryQuery {
+            delivery_id: Some(delivery_id.to_owned()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect()
+}
+
 async fn claim_n(
     store: &dyn Store,
     count: usize,
@@ -307,15 +322,7 @@ async fn suite(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].id, ids[1]);
-    let by_id = s
-        .list(&DeliveryQuery {
-            delivery_id: Some(key.clone()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(by_id.len(), 1);
+    assert_eq!(listed_for(s, &key).await, [id]);
     let none = s
         .list(&DeliveryQuery {
             endpoint: Some("/elsewhere".into()),
@@ -635,13 +642,18 @@ async fn sqlite_store() {
     }
 }
 
-async fn job_indexes(raw: &mut sqlx::SqliteConnection) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'hooksmith_jobs' ORDER BY name",
-    )
+/// The names of the schema objects `condition` picks, in order.
+async fn schema_names(raw: &mut sqlx::SqliteConnection, condition: &str) -> Vec<String> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT name FROM sqlite_master WHERE {condition} ORDER BY name"
+    )))
     .fetch_all(raw)
     .await
     .unwrap()
+}
+
+async fn job_indexes(raw: &mut sqlx::SqliteConnection) -> Vec<String> {
+    schema_names(raw, "type = 'index' AND tbl_name = 'hooksmith_jobs'").await
 }
 
 /// A database written before the jobs' indexes became partial opens, drops the full indexes, and
@@ -704,15 +716,12 @@ async fn a_sqlite_database_with_the_earlier_job_indexes_is_upgraded_on_open() {
     );
 }
 
-async fn tables(raw: &mut sqlx::SqliteConnection) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE name IN
-           ('hooksmith_keys', 'hooksmith_delivery_keys', 'hooksmith_deliveries_delivery_id')
-         ORDER BY name",
+async fn key_tables(raw: &mut sqlx::SqliteConnection) -> Vec<String> {
+    schema_names(
+        raw,
+        "name IN ('hooksmith_keys', 'hooksmith_delivery_keys', 'hooksmith_deliveries_delivery_id')",
     )
-    .fetch_all(raw)
     .await
-    .unwrap()
 }
 
 /// A database from before `hooksmith_delivery_keys` (keys in `hooksmith_keys`, a delivery-id
@@ -763,18 +772,10 @@ async fn a_sqlite_database_with_the_earlier_keys_table_is_upgraded_on_open() {
         Ingest::Duplicate { id: ids[1] },
         "a key of a purged delivery, still in the old table"
     );
-    let listed = store
-        .list(&DeliveryQuery {
-            delivery_id: Some(kept.clone()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(listed.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[0]]);
+    assert_eq!(listed_for(&store, &kept).await, [ids[0]]);
     let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
     assert_eq!(
-        tables(&mut raw).await,
+        key_tables(&mut raw).await,
         ["hooksmith_delivery_keys", "hooksmith_keys"],
         "the delivery-id index is gone; the old table holds the purged delivery's key"
     );
@@ -805,7 +806,7 @@ async fn a_sqlite_database_with_the_earlier_keys_table_is_upgraded_on_open() {
     );
     drop(store);
     let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    assert_eq!(tables(&mut raw).await, ["hooksmith_delivery_keys"]);
+    assert_eq!(key_tables(&mut raw).await, ["hooksmith_delivery_keys"]);
 }
 
 /// A group whose transaction fails is committed again one write at a time: only the write that
