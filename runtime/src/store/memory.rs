@@ -94,12 +94,15 @@ impl MemoryStore {
     /// otherwise: 64 MiB. (Ten thousand of GitHub's largest deliveries would be 250 GB.)
     pub const DEFAULT_KEEP_BYTES: usize = 64 * 1024 * 1024;
 
-    /// An empty store keeping the last [`MemoryStore::DEFAULT_KEEP`] finished deliveries.
+    /// An empty store keeping the last [`MemoryStore::DEFAULT_KEEP`] finished deliveries, within
+    /// [`MemoryStore::DEFAULT_KEEP_BYTES`] of bodies.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// An empty store keeping the last `deliveries` finished deliveries (at least one).
+    /// An empty store keeping the last `deliveries` finished deliveries (at least one), within
+    /// [`MemoryStore::DEFAULT_KEEP_BYTES`] of bodies unless [`MemoryStore::keeping_bytes`] says
+    /// otherwise.
     pub fn keeping(deliveries: usize) -> Self {
         Self {
             inner: Mutex::default(),
