@@ -146,7 +146,11 @@ impl SqliteStore {
             // Pages are read through a memory map and a 16 MiB cache, not a `read` call per
             // page: the writer's group commits spend their time writing, not re-reading indexes.
             .pragma("cache_size", "-16384")
-            .pragma("mmap_size", "268435456");
+            .pragma("mmap_size", "268435456")
+            // A statement of the writer's group that could fail halfway keeps the pages it
+            // changes in a statement journal, to undo itself alone: in memory, not in a
+            // temporary file (a `pwrite` per page once it passes 64 KiB).
+            .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
@@ -1053,4 +1057,38 @@ async fn claim_in(
             })
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SqliteStore;
+
+    /// The writer's multi-row statements keep their statement journals in memory: on disk they
+    /// cost a `pwrite` per page changed, about a third of all the store's writes.
+    #[test]
+    fn statement_journals_stay_in_memory() {
+        let path = std::env::temp_dir().join(format!(
+            "hooksmith-temp-store-{}-{:?}.db",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let url = format!("sqlite:{}", path.display());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let temp_store: i64 = runtime.block_on(async {
+            let store = SqliteStore::open(&url).expect("store");
+            sqlx::query_scalar("PRAGMA temp_store")
+                .fetch_one(&store.pool)
+                .await
+                .expect("pragma")
+        });
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+        assert_eq!(temp_store, 2, "PRAGMA temp_store should be MEMORY (2)");
+    }
 }
