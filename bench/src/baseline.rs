@@ -5,9 +5,16 @@
 //!
 //! It is what hooksmith is measured against: no persistence, no retries, no history — every
 //! safety feature hooksmith adds is extra work this receiver does not do.
+//!
+//! [`durable_router`] is the same receiver made durable the way a handler written against `sqlx`
+//! is: each delivery inserted into SQLite (WAL, `synchronous=FULL`, as hooksmith's `sqlite`
+//! store) in its own transaction before the 204, its delivery id the primary key, so a retry is
+//! recognised after a restart too. It is the reference for what durability costs without group
+//! commit.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +26,7 @@ use hmac::{Hmac, Mac};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use sha2::Sha256;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 /// The parts of a `pull_request` delivery the handler reads; everything else is skipped.
 #[derive(Deserialize)]
@@ -63,34 +71,10 @@ fn receiver(secret: &str) -> (Router, Arc<AtomicU64>) {
 }
 
 async fn github(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let Some(signature) = headers
-        .get("x-hub-signature-256")
-        .and_then(|v| v.as_bytes().strip_prefix(b"sha256="))
-        .and_then(|hex_sig| hex::decode(hex_sig).ok())
-    else {
-        return StatusCode::UNAUTHORIZED;
-    };
-    let mut mac = (*receiver.key).clone();
-    mac.update(&body);
-    // `verify_slice` compares in constant time.
-    if mac.verify_slice(&signature).is_err() {
-        return StatusCode::UNAUTHORIZED;
-    }
-    if headers
-        .get("x-github-event")
-        .map(http::HeaderValue::as_bytes)
-        != Some(b"pull_request")
-    {
-        return StatusCode::NO_CONTENT;
-    }
-    let Some(id) = headers
-        .get("x-github-delivery")
-        .and_then(|v| v.to_str().ok())
-    else {
-        return StatusCode::BAD_REQUEST;
-    };
-    let Ok(event) = serde_json::from_slice::<PullRequestEvent<'_>>(&body) else {
-        return StatusCode::BAD_REQUEST;
+    let (id, event) = match check(&receiver.key, &headers, &body) {
+        Ok(Some(checked)) => checked,
+        Ok(None) => return StatusCode::NO_CONTENT,
+        Err(status) => return status,
     };
     if !receiver
         .seen
@@ -107,6 +91,117 @@ async fn github(State(receiver): State<Receiver>, headers: HeaderMap, body: Byte
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     StatusCode::NO_CONTENT
+}
+
+/// The signature verified over the raw bytes, the event checked, the body parsed: the delivery id
+/// and the event, `None` for an event this receiver ignores, or the status to refuse with.
+fn check<'a>(
+    key: &Hmac<Sha256>,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+) -> Result<Option<(&'a str, PullRequestEvent<'a>)>, StatusCode> {
+    let Some(signature) = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.as_bytes().strip_prefix(b"sha256="))
+        .and_then(|hex_sig| hex::decode(hex_sig).ok())
+    else {
+        return Err(StatusCode::UNAUTHORIZED);
+    };
+    let mut mac = key.clone();
+    mac.update(body);
+    // `verify_slice` compares in constant time.
+    if mac.verify_slice(&signature).is_err() {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    if headers
+        .get("x-github-event")
+        .map(http::HeaderValue::as_bytes)
+        != Some(b"pull_request")
+    {
+        return Ok(None);
+    }
+    let Some(id) = headers
+        .get("x-github-delivery")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err(StatusCode::BAD_REQUEST);
+    };
+    let Ok(event) = serde_json::from_slice::<PullRequestEvent<'_>>(body) else {
+        return Err(StatusCode::BAD_REQUEST);
+    };
+    Ok(Some((id, event)))
+}
+
+#[derive(Clone)]
+struct DurableReceiver {
+    key: Arc<Hmac<Sha256>>,
+    db: sqlx::SqlitePool,
+}
+
+/// The durable hand-written receiver's router on the SQLite file at `path`: `POST /hooks/github`.
+pub(crate) async fn durable_router(secret: &str, path: &Path) -> anyhow::Result<Router> {
+    let key = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full);
+    // SQLite has one writer at a time: one connection, requests queue for it.
+    let db = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS deliveries (
+            delivery_id TEXT PRIMARY KEY,
+            action TEXT NOT NULL,
+            body BLOB NOT NULL,
+            received_at_ms INTEGER NOT NULL)",
+    )
+    .execute(&db)
+    .await?;
+    Ok(Router::new()
+        .route("/hooks/github", post(github_durable))
+        .with_state(DurableReceiver {
+            key: Arc::new(key),
+            db,
+        }))
+}
+
+async fn github_durable(
+    State(receiver): State<DurableReceiver>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let (id, event) = match check(&receiver.key, &headers, &body) {
+        Ok(Some(checked)) => checked,
+        Ok(None) => return StatusCode::NO_CONTENT,
+        Err(status) => return status,
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let stored = sqlx::query(
+        "INSERT INTO deliveries (delivery_id, action, body, received_at_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (delivery_id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(event.action.as_ref())
+    .bind(&body[..])
+    .bind(now_ms)
+    .execute(&receiver.db)
+    .await;
+    match stored {
+        // A retry of a delivery already stored: nothing more to do.
+        Ok(done) if done.rows_affected() == 0 => StatusCode::NO_CONTENT,
+        Ok(_) => {
+            if event.action == "opened" {
+                std::hint::black_box((event.number, &event.pull_request.title));
+            }
+            StatusCode::NO_CONTENT
+        }
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
 }
 
 #[cfg(test)]
@@ -163,5 +258,52 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
         assert_eq!(handled.load(Ordering::Relaxed), 1);
+    }
+
+    /// The durable reference stores each delivery once, in the file, before answering; and
+    /// refuses what the in-memory one refuses.
+    #[tokio::test]
+    async fn the_durable_receiver_commits_each_delivery_once() {
+        let path = std::env::temp_dir().join(format!(
+            "hooksmith-bench-durable-test-{}.db",
+            std::process::id()
+        ));
+        let body: &'static [u8] = br#"{"action":"opened","number":1,"pull_request":{"title":"t"}}"#;
+        let signature = crate::load::Payload::new(body, "s").signature;
+        let signature = signature.to_str().expect("ascii").to_owned();
+        let router = durable_router("s", &path).await.expect("router");
+        for id in ["1", "1", "2"] {
+            assert_eq!(
+                send(&router, &signature, id, body).await,
+                StatusCode::NO_CONTENT
+            );
+        }
+        let wrong = format!("sha256={}", "0".repeat(64));
+        assert_eq!(
+            send(&router, &wrong, "3", body).await,
+            StatusCode::UNAUTHORIZED
+        );
+        let reader = sqlx::SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .expect("the file");
+        let stored: Vec<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT delivery_id, body FROM deliveries ORDER BY delivery_id")
+                .fetch_all(&reader)
+                .await
+                .expect("rows");
+        reader.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+        assert_eq!(
+            stored,
+            vec![
+                ("1".to_owned(), body.to_vec()),
+                ("2".to_owned(), body.to_vec())
+            ],
+            "each delivery stored once, as received"
+        );
     }
 }

@@ -6,8 +6,8 @@
 //! ```
 //!
 //! Each measurement starts a fresh server process on a loopback port — the quickstart's router on
-//! the `memory` store, the same on a `sqlite` file (durable: `synchronous=FULL`), or the
-//! hand-written axum receiver in `baseline.rs` — pinned to CPU 0 while this process, the load
+//! the `memory` store, the same on a `sqlite` file (durable: `synchronous=FULL`), the hand-written
+//! axum receiver in `baseline.rs`, or the same committing each delivery to SQLite — pinned to CPU 0 while this process, the load
 //! generator, runs on CPU 1. Cells are interleaved (run 1 of every cell, then run 2, ...) so drift
 //! of the machine affects every target alike, and the table reports medians.
 //!
@@ -52,7 +52,11 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values = ["1k", "20k"])]
     sizes: Vec<Size>,
     /// What to measure.
-    #[arg(long, value_delimiter = ',', default_values = ["hand-written", "memory", "sqlite"])]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_values = ["hand-written", "memory", "hand-written-sqlite", "sqlite"]
+    )]
     targets: Vec<Target>,
     /// Do not pin the server and the load generator to separate CPUs.
     #[arg(long)]
@@ -104,6 +108,8 @@ impl Size {
 pub(crate) enum Target {
     /// The hand-written axum receiver.
     HandWritten,
+    /// The hand-written receiver committing each delivery to a SQLite file before answering.
+    HandWrittenSqlite,
     /// The quickstart on the in-memory store.
     Memory,
     /// The quickstart on a SQLite file.
@@ -114,6 +120,7 @@ impl Target {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Target::HandWritten => "hand-written",
+            Target::HandWrittenSqlite => "hand-written-sqlite",
             Target::Memory => "memory",
             Target::Sqlite => "sqlite",
         }
@@ -263,7 +270,7 @@ impl Server {
         } else {
             Command::new(exe)
         };
-        let db = (target == Target::Sqlite).then(|| {
+        let db = matches!(target, Target::Sqlite | Target::HandWrittenSqlite).then(|| {
             std::env::temp_dir().join(format!(
                 "hooksmith-bench-{}-{}.db",
                 std::process::id(),
@@ -300,7 +307,7 @@ impl Server {
     }
 
     async fn handled(&self) -> Option<Counters> {
-        if self.target == Target::HandWritten {
+        if matches!(self.target, Target::HandWritten | Target::HandWrittenSqlite) {
             return None;
         }
         let text = report::get(self.addr, "/metrics").await.ok()?;
@@ -370,6 +377,16 @@ fn serve(target: Target) -> anyhow::Result<()> {
         match target {
             Target::HandWritten => {
                 axum::serve(listener, baseline::router(SECRET))
+                    .with_graceful_shutdown(stdin_closed)
+                    .await?;
+            }
+            Target::HandWrittenSqlite => {
+                let store = std::env::var("HOOKSMITH_STORE").unwrap_or_default();
+                let path = store
+                    .strip_prefix("sqlite:")
+                    .ok_or_else(|| anyhow::anyhow!("HOOKSMITH_STORE=sqlite:PATH is not set"))?;
+                let router = baseline::durable_router(SECRET, std::path::Path::new(path)).await?;
+                axum::serve(listener, router)
                     .with_graceful_shutdown(stdin_closed)
                     .await?;
             }

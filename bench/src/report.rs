@@ -109,6 +109,7 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
     let mut ratios: Vec<String> = Vec::new();
     for &cell in cells {
         let base = summarise(results, cell, Target::HandWritten);
+        let durable = summarise(results, cell, Target::HandWrittenSqlite);
         for &target in targets {
             let Some(s) = summarise(results, cell, target) else {
                 continue;
@@ -163,6 +164,14 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
                 cell.connections,
                 ratio
             ));
+            if let (Target::Sqlite, Some(durable)) = (target, &durable) {
+                ratios.push(format!(
+                    "sqlite÷hand-written-sqlite {}B×{} {:.2}×",
+                    cell.body_len,
+                    cell.connections,
+                    s.rate / durable.rate
+                ));
+            }
             if cell.connections != 64 {
                 continue;
             }
