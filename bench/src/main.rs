@@ -8,8 +8,9 @@
 //! Each measurement starts a fresh server process on a loopback port — the quickstart's router on
 //! the `memory` store, the same on a `sqlite` file (durable: `synchronous=FULL`), the hand-written
 //! axum receiver in `baseline.rs`, or the same committing each delivery to SQLite — pinned to CPU
-//! 0 while this process, the load generator, runs on CPU 1. Cells are interleaved (run 1 of every cell, then run 2, ...) so drift
-//! of the machine affects every target alike, and the table reports medians.
+//! 0 while this process, the load generator, runs on CPU 1. Cells are interleaved (run 1 of every
+//! cell, then run 2, ...) so drift of the machine affects every target alike, and the table
+//! reports medians.
 //!
 //! Per cell: requests per second answered 204, p50 and p99 latency, the server's peak RSS
 //! (`VmHWM`), and for hooksmith the handler runs that completed in the window (from its
