@@ -218,9 +218,11 @@ async fn measure(
     let load = load::Load::start(server.addr, cell.connections, payload, prefix).await?;
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
     let before = server.handled().await;
+    let cpu_before = report::cpu_seconds();
     load.count(true);
     tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
     load.count(false);
+    let cpu_after = report::cpu_seconds();
     let after = server.handled().await;
     let window = load.finish().await?;
     let rss_kib = server.peak_rss_kib();
@@ -241,6 +243,9 @@ async fn measure(
         },
         backlog: after.map(|a| a.stored.saturating_sub(a.succeeded)),
         held: after.map(|a| a.stored),
+        load_cpu: cpu_before
+            .zip(cpu_after)
+            .map(|(b, a)| (a - b) / window.elapsed.as_secs_f64()),
     })
 }
 
@@ -419,16 +424,22 @@ fn drive(
             format!("drive-{}-{}", std::process::id(), unique()),
         )
         .await?;
+        let cpu_before = report::cpu_seconds();
         load.count(true);
         tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
         load.count(false);
+        let cpu_after = report::cpu_seconds();
         let window = load.finish().await?;
+        let load_cpu = cpu_before
+            .zip(cpu_after)
+            .map_or(f64::NAN, |(b, a)| (a - b) / window.elapsed.as_secs_f64());
         println!(
-            "{:.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}",
+            "{:.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  load generator {:.0}% CPU",
             window.rate(),
             window.quantile_ms(0.5),
             window.quantile_ms(0.99),
-            window.errors
+            window.errors,
+            load_cpu * 100.0
         );
         anyhow::Ok(())
     })

@@ -29,6 +29,9 @@ pub(crate) struct Measurement {
     pub(crate) backlog: Option<u64>,
     /// Deliveries the store holds (its history) when the window closed.
     pub(crate) held: Option<u64>,
+    /// The share of its core the load generator used in the window: near 1, the generator and
+    /// not the server may be what limits req/s.
+    pub(crate) load_cpu: Option<f64>,
 }
 
 impl Measurement {
@@ -46,11 +49,28 @@ impl Measurement {
         if let (Some(handled), Some(backlog)) = (self.handled_rate, self.backlog) {
             line.push_str(&format!("  handled {handled:>8.0}/s  backlog {backlog}"));
         }
+        if let Some(cpu) = self.load_cpu {
+            line.push_str(&format!("  load generator {:.0}% CPU", cpu * 100.0));
+        }
         if self.errors > 0 {
             line.push_str(&format!("  ERRORS {}", self.errors));
         }
         line
     }
+}
+
+/// The load generator's share of its core above which the report says it may be the limit.
+const SATURATED: f64 = 0.95;
+
+/// CPU seconds this process has used, from `/proc/self/stat` (Linux; `None` elsewhere).
+pub(crate) fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces: the
+    // third field of the line is the first here; user and system time are the 14th and 15th,
+    // in clock ticks of 1/100 s (the kernel's `USER_HZ`).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i - 3)?.parse::<u64>().ok();
+    Some((ticks(14)? + ticks(15)?) as f64 / 100.0)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -232,6 +252,18 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
         }
     }
     println!();
+    for m in results
+        .iter()
+        .filter(|m| m.load_cpu.is_some_and(|c| c >= SATURATED))
+    {
+        println!(
+            "  note: the load generator used {:.0}% of its core driving {} {} B × {}: req/s there may be the generator's limit, not the server's",
+            m.load_cpu.unwrap_or(0.0) * 100.0,
+            m.target.name(),
+            m.cell.body_len,
+            m.cell.connections
+        );
+    }
     for (what, ok) in &checks {
         println!("  {} {what}", if *ok { "✓" } else { "✗" });
     }
@@ -289,6 +321,18 @@ hooksmith_handler_runs_total{handler=\"h\",result=\"retrying\"} 3
 ";
         let c = counters(text);
         assert_eq!((c.stored, c.succeeded), (12, 11));
+    }
+
+    #[test]
+    fn this_process_cpu_time_is_read_and_grows() {
+        let before = cpu_seconds().expect("/proc/self/stat on Linux");
+        let spin = std::time::Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < std::time::Duration::from_millis(60) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let after = cpu_seconds().expect("/proc/self/stat on Linux");
+        assert!(after - before >= 0.02, "{before} → {after}");
     }
 
     #[test]
