@@ -228,6 +228,7 @@ async fn measure(
     let rss_kib = server.peak_rss_kib();
     server.stop();
     Ok(Measurement {
+        run,
         target,
         cell,
         rate: window.rate(),

@@ -16,6 +16,8 @@ pub(crate) struct Cell {
 /// One target in one cell in one run.
 #[derive(Debug)]
 pub(crate) struct Measurement {
+    /// Which of the interleaved runs.
+    pub(crate) run: usize,
     pub(crate) target: Target,
     pub(crate) cell: Cell,
     pub(crate) rate: f64,
@@ -118,6 +120,29 @@ fn summarise(results: &[Measurement], cell: Cell, target: Target) -> Option<Summ
     })
 }
 
+/// The median over runs of `target`'s figure ÷ `base`'s in the same run. The two were measured
+/// seconds apart, so a machine that drifts between runs (a busy neighbour, a slower minute) moves
+/// both: the ratio of medians would mix one run's hooksmith with another's baseline.
+fn paired(
+    results: &[Measurement],
+    cell: Cell,
+    target: Target,
+    base: Target,
+    figure: impl Fn(&Measurement) -> f64,
+) -> Option<f64> {
+    let ratios: Vec<f64> = results
+        .iter()
+        .filter(|m| m.cell == cell && m.target == target)
+        .filter_map(|m| {
+            let b = results
+                .iter()
+                .find(|b| b.cell == cell && b.target == base && b.run == m.run)?;
+            Some(figure(m) / figure(b))
+        })
+        .collect();
+    (!ratios.is_empty()).then(|| median(ratios))
+}
+
 /// Prints the table of medians, the budgets and the summary line.
 pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target]) {
     println!();
@@ -129,14 +154,15 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
     let mut ratios: Vec<String> = Vec::new();
     for &cell in cells {
         let base = summarise(results, cell, Target::HandWritten);
-        let durable = summarise(results, cell, Target::HandWrittenSqlite);
         for &target in targets {
             let Some(s) = summarise(results, cell, target) else {
                 continue;
             };
-            let vs = |value: f64, base: Option<f64>| {
-                base.map_or_else(|| "—".to_owned(), |b| format!("{:.2}×", value / b))
+            let vs_hand = |figure: fn(&Measurement) -> f64| {
+                paired(results, cell, target, Target::HandWritten, figure)
             };
+            let vs =
+                |ratio: Option<f64>| ratio.map_or_else(|| "—".to_owned(), |r| format!("{r:.2}×"));
             println!(
                 "| {} B | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} |",
                 cell.body_len,
@@ -150,16 +176,8 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
                     .map_or_else(|| "inline".to_owned(), |h| format!("{h:.0}")),
                 s.backlog
                     .map_or_else(|| "—".to_owned(), |b| format!("{b:.0}")),
-                if target == Target::HandWritten {
-                    "1.00×".to_owned()
-                } else {
-                    vs(s.rate, base.as_ref().map(|b| b.rate))
-                },
-                if target == Target::HandWritten {
-                    "1.00×".to_owned()
-                } else {
-                    vs(s.p99_ms, base.as_ref().map(|b| b.p99_ms))
-                },
+                vs(vs_hand(|m| m.rate)),
+                vs(vs_hand(|m| m.p99_ms)),
             );
             if s.errors > 0 {
                 checks.push((
@@ -176,7 +194,7 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
             if target == Target::HandWritten {
                 continue;
             }
-            let ratio = s.rate / base.rate;
+            let ratio = vs_hand(|m| m.rate).unwrap_or(f64::NAN);
             ratios.push(format!(
                 "{} {}B×{} {:.2}×",
                 target.name(),
@@ -184,12 +202,13 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
                 cell.connections,
                 ratio
             ));
-            if let (Target::Sqlite, Some(durable)) = (target, &durable) {
+            if target == Target::Sqlite
+                && let Some(durable) =
+                    paired(results, cell, target, Target::HandWrittenSqlite, |m| m.rate)
+            {
                 ratios.push(format!(
-                    "sqlite÷hand-written-sqlite {}B×{} {:.2}×",
-                    cell.body_len,
-                    cell.connections,
-                    s.rate / durable.rate
+                    "sqlite÷hand-written-sqlite {}B×{} {durable:.2}×",
+                    cell.body_len, cell.connections,
                 ));
             }
             if cell.connections != 64 {
@@ -203,7 +222,7 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
                         label(&format!("throughput {ratio:.2}× ≥ 0.90×")),
                         ratio >= 0.9,
                     ));
-                    let p99 = s.p99_ms / base.p99_ms;
+                    let p99 = vs_hand(|m| m.p99_ms).unwrap_or(f64::NAN);
                     checks.push((label(&format!("p99 {p99:.2}× ≤ 1.25×")), p99 <= 1.25));
                     // The memory store keeps the last finished deliveries, bodies included, up
                     // to a number and a number of bytes.
@@ -333,6 +352,43 @@ hooksmith_handler_runs_total{handler=\"h\",result=\"retrying\"} 3
         }
         let after = cpu_seconds().expect("/proc/self/stat on Linux");
         assert!(after - before >= 0.02, "{before} → {after}");
+    }
+
+    /// A slow minute that falls on one run's baseline and on another's hooksmith must not
+    /// show as a slower hooksmith: ratios are taken within each run, then their median.
+    #[test]
+    fn ratios_pair_each_run_with_its_own_baseline() {
+        let cell = Cell {
+            body_len: 999,
+            connections: 64,
+        };
+        let measured = |run, target, rate| Measurement {
+            run,
+            target,
+            cell,
+            rate,
+            p50_ms: 1.0,
+            p99_ms: 1.0,
+            errors: 0,
+            rss_kib: 0,
+            handled_rate: None,
+            backlog: None,
+            held: None,
+            load_cpu: None,
+        };
+        let results = [
+            measured(1, Target::HandWritten, 100.0),
+            measured(1, Target::Memory, 50.0),
+            measured(2, Target::HandWritten, 60.0),
+            measured(2, Target::Memory, 54.0),
+            measured(3, Target::HandWritten, 70.0),
+            measured(3, Target::Memory, 63.0),
+        ];
+        let ratio = paired(&results, cell, Target::Memory, Target::HandWritten, |m| {
+            m.rate
+        });
+        assert_eq!(ratio.map(|r| (r * 100.0).round()), Some(90.0));
+        // The ratio of the medians (54 ÷ 70) would have said 0.77×.
     }
 
     #[test]
