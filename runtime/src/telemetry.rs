@@ -32,9 +32,24 @@ pub(crate) fn install() {
             .build_recorder();
         let handle = recorder.handle();
         metrics::set_global_recorder(recorder).ok()?;
+        // A histogram's samples wait in the recorder until they are folded into its buckets, at
+        // a render or an upkeep. `/metrics` may never be scraped: without an upkeep, every
+        // request's acknowledgement time would be kept for good (16 bytes a request).
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("hooksmith-metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP);
+                    upkeep.run_upkeep();
+                }
+            });
         Some(handle)
     });
 }
+
+/// How often histogram samples are folded into their buckets when nobody renders them.
+const UPKEEP: Duration = Duration::from_secs(1);
 
 /// The Prometheus text, or `None` when the application installed its own recorder.
 pub(crate) fn render() -> Option<String> {
