@@ -40,7 +40,7 @@ struct Inner {
     body_bytes: usize,
     deliveries: BTreeMap<i64, Entry>,
     /// Idempotency key (its [`digest`]) → (delivery, first seen).
-    keys: HashMap<KeyDigest, (i64, i64)>,
+    keys: Keys,
     jobs: HashMap<i64, Job>,
     /// Unclaimed jobs by due time.
     due: BTreeSet<(i64, i64)>,
@@ -55,6 +55,37 @@ struct Inner {
 
 /// An idempotency key as the memory store remembers it: the first 128 bits of its SHA-256.
 type KeyDigest = [u8; 16];
+
+/// The idempotency keys, in 16 hash maps by their digest's first byte. Keys are kept for days, one
+/// per delivery ever received, so theirs is the store's largest table; a hash map grows by
+/// moving everything into one twice the size, and for that moment holds both. Sixteen maps grow
+/// one at a time, so the peak is a sixteenth of that copy, not all of it.
+#[derive(Debug, Default)]
+struct Keys([HashMap<KeyDigest, (i64, i64)>; 16]);
+
+impl Keys {
+    fn shard(&self, key: &KeyDigest) -> &HashMap<KeyDigest, (i64, i64)> {
+        &self.0[usize::from(key[0] & 15)]
+    }
+
+    fn get(&self, key: &KeyDigest) -> Option<&(i64, i64)> {
+        self.shard(key).get(key)
+    }
+
+    fn insert(&mut self, key: KeyDigest, value: (i64, i64)) {
+        self.0[usize::from(key[0] & 15)].insert(key, value);
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().map(HashMap::len).sum()
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&(i64, i64)) -> bool) {
+        for shard in &mut self.0 {
+            shard.retain(|_, value| keep(value));
+        }
+    }
+}
 
 /// Keys outlive their deliveries by days, one per delivery ever received: held as 16 bytes each
 /// rather than their text (~70 bytes and an allocation). Two different keys share a digest with
@@ -481,9 +512,9 @@ impl Store for MemoryStore {
             }
             let before = inner.keys.len();
             let deliveries = std::mem::take(&mut inner.deliveries);
-            inner.keys.retain(|_, (id, seen)| {
-                *seen >= policy.keys_before_ms || deliveries.contains_key(id)
-            });
+            inner
+                .keys
+                .retain(|(id, seen)| *seen >= policy.keys_before_ms || deliveries.contains_key(id));
             inner.deliveries = deliveries;
             Ok((doomed.len() as u64, (before - inner.keys.len()) as u64))
         })
@@ -625,5 +656,31 @@ impl Store for MemoryStore {
                 .get(&id)
                 .map(|e| (inner.summary(e), e.record.clone())))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Keys, digest};
+
+    /// The sharded keys answer as one map would: every key found under its own value, the count
+    /// across shards, and retention applied to all of them.
+    #[test]
+    fn keys_in_shards_behave_as_one_map() {
+        let mut keys = Keys::default();
+        let n = 1_000;
+        for i in 0..n {
+            keys.insert(digest(&format!("key {i}")), (i, i * 10));
+        }
+        assert!(keys.0.iter().all(|shard| !shard.is_empty()));
+        assert_eq!(keys.len(), 1_000);
+        for i in 0..n {
+            assert_eq!(keys.get(&digest(&format!("key {i}"))), Some(&(i, i * 10)));
+        }
+        assert_eq!(keys.get(&digest("key 1000")), None);
+        keys.retain(|&(id, _)| id % 2 == 0);
+        assert_eq!(keys.len(), 500);
+        assert_eq!(keys.get(&digest("key 3")), None);
+        assert_eq!(keys.get(&digest("key 4")), Some(&(4, 40)));
     }
 }
