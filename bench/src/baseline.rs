@@ -292,11 +292,7 @@ mod tests {
                 .await
                 .expect("rows");
         reader.close().await;
-        for suffix in ["", "-wal", "-shm"] {
-            let mut file = path.clone().into_os_string();
-            file.push(suffix);
-            let _ = std::fs::remove_file(file);
-        }
+        crate::remove_sqlite_files(&path);
         assert_eq!(
             stored,
             vec![

@@ -338,12 +338,17 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(db) = &self.db {
-            for suffix in ["", "-wal", "-shm"] {
-                let mut path = db.clone().into_os_string();
-                path.push(suffix);
-                let _ = std::fs::remove_file(path);
-            }
+            remove_sqlite_files(db);
         }
+    }
+}
+
+/// Deletes a SQLite database file with its WAL and shared-memory files, whichever exist.
+pub(crate) fn remove_sqlite_files(db: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        let _ = std::fs::remove_file(path);
     }
 }
 
