@@ -369,11 +369,24 @@ async fn run_with_lease(
     cx: Context,
     job: i64,
 ) -> Outcome {
-    let mut run = std::pin::pin!(CatchUnwind((handler.run)(cx)));
-    let first = std::future::poll_fn(|task| Poll::Ready(run.as_mut().poll(task))).await;
-    if let Poll::Ready(outcome) = first {
-        return outcome;
+    let mut run = CatchUnwind((handler.run)(cx));
+    let first = std::future::poll_fn(|task| Poll::Ready(Pin::new(&mut run).poll(task))).await;
+    match first {
+        Poll::Ready(outcome) => outcome,
+        // The waiting path is boxed: every job's task is sized for its largest state, and the
+        // timers would make every task larger for the few handlers that wait.
+        Poll::Pending => Box::pin(run_leased(shared, handler, run, job)).await,
     }
+}
+
+/// The rest of a handler's run that had to wait: the lease renewed every third of its length,
+/// the handler given up after its timeout.
+async fn run_leased(
+    shared: &Arc<Shared>,
+    handler: &HandlerRt,
+    mut run: CatchUnwind<crate::__private::BoxFuture<Outcome>>,
+    job: i64,
+) -> Outcome {
     let lease = shared.config.lease_ms;
     let every = Duration::from_millis((lease / 3).max(1).unsigned_abs());
     let started = tokio::time::Instant::now();

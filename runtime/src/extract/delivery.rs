@@ -1,39 +1,54 @@
+use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::{Context, FromDelivery};
 use crate::HandlerError;
+use crate::store::StoredDelivery;
 
 /// Facts about the delivery being handled.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// It shares the stored record the handler runs on: taking it copies nothing.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Delivery {
-    record_id: i64,
-    id: String,
-    endpoint: String,
-    event: String,
+    record: Arc<StoredDelivery>,
     attempt: u32,
-    received_at_ms: i64,
-    connection: Option<String>,
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.record;
+        f.debug_struct("Delivery")
+            .field("record_id", &r.id)
+            .field("id", &r.delivery_id)
+            .field("endpoint", &r.endpoint)
+            .field("event", &r.event)
+            .field("attempt", &self.attempt)
+            .field("received_at_ms", &r.received_at_ms)
+            .field("connection", &r.connection)
+            .finish()
+    }
 }
 
 impl Delivery {
     /// The provider's delivery id (`X-GitHub-Delivery`, ...; the body's SHA-256 when it has none).
     pub fn id(&self) -> &str {
-        &self.id
+        &self.record.delivery_id
     }
 
     /// The store's id of this delivery, as the admin API shows it.
     pub fn record_id(&self) -> i64 {
-        self.record_id
+        self.record.id
     }
 
     /// The endpoint path it arrived at.
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        &self.record.endpoint
     }
 
     /// The provider's event name (`pull_request`, never with the action appended).
     pub fn event(&self) -> &str {
-        &self.event
+        &self.record.event
     }
 
     /// This run's attempt number, from 1.
@@ -43,12 +58,13 @@ impl Delivery {
 
     /// When hooksmith received it.
     pub fn received_at(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_millis(self.received_at_ms.max(0).unsigned_abs())
+        SystemTime::UNIX_EPOCH
+            + Duration::from_millis(self.record.received_at_ms.max(0).unsigned_abs())
     }
 
     /// The tenant connection it arrived for, on `{connection}` endpoints.
     pub fn connection(&self) -> Option<&str> {
-        self.connection.as_deref()
+        self.record.connection.as_deref()
     }
 }
 
@@ -56,15 +72,9 @@ impl FromDelivery for Delivery {
     const READS_BODY: bool = false;
 
     fn from_delivery(cx: &Context) -> Result<Self, HandlerError> {
-        let r = &cx.record;
         Ok(Delivery {
-            record_id: r.id,
-            id: r.delivery_id.clone(),
-            endpoint: r.endpoint.clone(),
-            event: r.event.clone(),
+            record: cx.record.clone(),
             attempt: cx.attempt,
-            received_at_ms: r.received_at_ms,
-            connection: r.connection.clone(),
         })
     }
 }

@@ -133,16 +133,63 @@ impl Keyed {
 
     /// The MAC of `parts`, concatenated.
     pub(crate) fn compute(&self, parts: &[&[u8]]) -> Vec<u8> {
+        self.tag(parts).as_slice().to_vec()
+    }
+
+    /// The MAC of `parts`, concatenated, held inline: verifying allocates nothing.
+    fn tag(&self, parts: &[&[u8]]) -> Tag {
         match self.clone() {
             Keyed::Sha256(mut mac) => {
                 parts.iter().for_each(|p| mac.update(p));
-                mac.finalize().into_bytes().to_vec()
+                Tag::new(&mac.finalize().into_bytes())
             }
             Keyed::Sha1(mut mac) => {
                 parts.iter().for_each(|p| mac.update(p));
-                mac.finalize().into_bytes().to_vec()
+                Tag::new(&mac.finalize().into_bytes())
             }
         }
+    }
+}
+
+/// A MAC or a decoded signature of at most [`Tag::MAX`] bytes, held inline.
+#[derive(Clone, Copy)]
+pub(crate) struct Tag {
+    bytes: [u8; Tag::MAX],
+    len: usize,
+}
+
+impl Tag {
+    /// Room for any digest a scheme sends (SHA-256's is 32 bytes).
+    const MAX: usize = 64;
+
+    fn new(bytes: &[u8]) -> Self {
+        let mut tag = Tag {
+            bytes: [0; Tag::MAX],
+            len: bytes.len(),
+        };
+        tag.bytes[..bytes.len()].copy_from_slice(bytes);
+        tag
+    }
+
+    /// Decodes a digest of exactly `len` bytes; `None` when it is not valid in that encoding or
+    /// not that long.
+    fn decode(encoding: Encoding, text: &str, len: usize) -> Option<Self> {
+        let mut tag = Tag {
+            bytes: [0; Tag::MAX],
+            len,
+        };
+        let out = tag.bytes.get_mut(..len)?;
+        let decoded = match encoding {
+            Encoding::Hex => {
+                (text.len() == 2 * len && hex::decode_to_slice(text, out).is_ok()).then_some(len)
+            }
+            Encoding::Base64 => BASE64.decode_slice(text, &mut tag.bytes).ok(),
+        };
+        (decoded == Some(len)).then_some(tag)
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -157,10 +204,12 @@ impl fmt::Debug for Keyed {
 
 /// Whether any key's MAC of `parts` equals any of `tags`. Every pair is compared, in constant
 /// time and with an explicit length check, so timing reveals neither which key nor which tag.
-pub(crate) fn any_matches(keys: &[Keyed], parts: &[&[u8]], tags: &[Vec<u8>]) -> bool {
+pub(crate) fn any_matches<T: AsRef<[u8]>>(keys: &[Keyed], parts: &[&[u8]], tags: &[T]) -> bool {
     keys.iter().fold(false, |found, key| {
-        let mac = key.compute(parts);
+        let mac = key.tag(parts);
+        let mac = mac.as_slice();
         tags.iter().fold(found, |found, tag| {
+            let tag = tag.as_ref();
             found | (tag.len() == mac.len() && bool::from(mac.ct_eq(tag)))
         })
     })
@@ -203,22 +252,12 @@ impl Verifier for HmacHeader {
             .trim()
             .strip_prefix(self.prefix.as_str())
             .ok_or(SignatureError::Malformed)?;
-        let tag = decode(self.encoding, digest)
-            .filter(|tag| tag.len() == self.len)
-            .ok_or(SignatureError::Malformed)?;
-        if any_matches(&self.keys, &[request.body], &[tag]) {
+        let tag = Tag::decode(self.encoding, digest, self.len).ok_or(SignatureError::Malformed)?;
+        if any_matches(&self.keys, &[request.body], &[tag.as_slice()]) {
             Ok(Verified::default())
         } else {
             Err(SignatureError::Mismatch)
         }
-    }
-}
-
-/// Decodes a digest; `None` when it is not valid in that encoding.
-pub(crate) fn decode(encoding: Encoding, text: &str) -> Option<Vec<u8>> {
-    match encoding {
-        Encoding::Hex => hex::decode(text).ok(),
-        Encoding::Base64 => BASE64.decode(text).ok(),
     }
 }
 

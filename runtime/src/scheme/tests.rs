@@ -189,6 +189,60 @@ fn shopify_vector() {
     ));
 }
 
+/// A header digest is decoded at its algorithm's exact length: shorter, longer, odd-length or
+/// outside the alphabet is malformed (401 either way, but logged apart from a wrong secret), and
+/// a digest of the right length that does not match is a mismatch.
+#[test]
+fn header_digests_are_decoded_at_their_exact_length() {
+    use SignatureError::{Malformed, Mismatch};
+    let body = br#"{"id":1}"#;
+    let check = |scheme: &str, header: &str, value: &str| {
+        Case::new(scheme, &["shop-secret"], body, &[(header, value)]).verify()
+    };
+    let good = "plW8VGqq0nDMIEhDqaNNW99asdUCy7EIqLZVcQwtAZ0=";
+    assert!(check("shopify", "x-shopify-hmac-sha256", good).is_ok());
+    let base64 = [
+        ("", SignatureError::Missing),
+        ("plW8VGqq0nDMIEhDqaNNW99asdUCy7EIqLZVcQwt", Malformed),
+        (&format!("{good}{good}"), Malformed),
+        (&"A".repeat(200), Malformed),
+        ("plW8VGqq0nDMIEhDqaNNW99asdUCy7EIqLZVcQwtAZ!=", Malformed),
+        ("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", Mismatch),
+    ];
+    for (value, expected) in base64 {
+        assert_eq!(
+            check("shopify", "x-shopify-hmac-sha256", value),
+            Err(expected),
+            "{value:?}"
+        );
+    }
+    let hex_good =
+        hex::encode(hmac::Keyed::new(hmac::Algorithm::Sha256, b"shop-secret").compute(&[body]));
+    assert!(
+        check(
+            "github",
+            "x-hub-signature-256",
+            &format!("sha256={hex_good}")
+        )
+        .is_ok()
+    );
+    let hex = [
+        (format!("sha256={}", &hex_good[..62]), Malformed),
+        (format!("sha256={hex_good}00"), Malformed),
+        (format!("sha256={}", &hex_good[..63]), Malformed),
+        (format!("sha256={}", "g".repeat(64)), Malformed),
+        (format!("sha256={}", "0".repeat(200)), Malformed),
+        (format!("sha256={}", "0".repeat(64)), Mismatch),
+    ];
+    for (value, expected) in hex {
+        assert_eq!(
+            check("github", "x-hub-signature-256", &value),
+            Err(expected),
+            "{value:?}"
+        );
+    }
+}
+
 #[test]
 fn gitlab_token_compares_the_whole_token() {
     ok(&Case::new(

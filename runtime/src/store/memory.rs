@@ -191,8 +191,26 @@ impl Inner {
             let Some(id) = self.finished.pop_front() else {
                 break;
             };
-            if self.is_finished(id) {
-                self.remove(id);
+            self.remove_if_finished(id);
+        }
+    }
+
+    /// Drops a delivery and its jobs if every job succeeded (or it has none): the oldest entry,
+    /// in memory not touched for a while, is looked up once.
+    fn remove_if_finished(&mut self, id: i64) {
+        let std::collections::btree_map::Entry::Occupied(entry) = self.deliveries.entry(id) else {
+            return;
+        };
+        let jobs = &self.jobs;
+        let finished = entry.get().jobs.iter().all(|job| {
+            jobs.get(job)
+                .is_some_and(|j| j.status == JobStatus::Succeeded)
+        });
+        if finished {
+            let entry = entry.remove();
+            self.body_bytes -= entry.record.body.len();
+            for job in entry.jobs {
+                self.jobs.remove(&job);
             }
         }
     }
