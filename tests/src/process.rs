@@ -16,6 +16,32 @@ pub fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
+/// A child process killed and reaped when dropped: a test that fails half-way leaves no app
+/// process behind it (nor the database connections such a process holds).
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -87,5 +113,25 @@ pub async fn send_push(
             Some(status)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KillOnDrop;
+
+    /// Dropping the guard (as a panicking test does) leaves no process behind.
+    #[test]
+    fn a_dropped_guard_kills_and_reaps_its_child() {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep starts");
+        let pid = child.id().to_string();
+        let status = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/status")).ok();
+        assert!(status(&pid).is_some(), "the child runs");
+        drop(KillOnDrop(child));
+        // Reaped, not a zombie: the process is gone from /proc altogether.
+        assert_eq!(status(&pid), None);
     }
 }

@@ -5,19 +5,21 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hooksmith_tests::process::{HttpClient, client, free_port, push_body, send_push, wait_healthy};
+use hooksmith_tests::process::{
+    HttpClient, KillOnDrop, client, free_port, push_body, send_push, wait_healthy,
+};
 use http_body_util::{BodyExt, Full};
 
 const SECRET: &str = "crash test secret";
 const TOKEN: &str = "crash-admin";
 
 struct Instance {
-    child: Child,
+    child: KillOnDrop,
     addr: String,
 }
 
@@ -42,7 +44,7 @@ fn start(dir: &Path, addr: &str, sleep_ms: u64) -> Instance {
         .spawn()
         .expect("the test app starts");
     Instance {
-        child,
+        child: KillOnDrop(child),
         addr: addr.to_owned(),
     }
 }

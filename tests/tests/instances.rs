@@ -4,17 +4,17 @@
 //! Needs `HOOKSMITH_TEST_POSTGRES_URL`; skipped (and says so) without it.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hooksmith_tests::process::{client, free_port, push_body, send_push, wait_healthy};
+use hooksmith_tests::process::{KillOnDrop, client, free_port, push_body, send_push, wait_healthy};
 
 const SECRET: &str = "instances secret";
 
-fn start(url: &str, name: &str, addr: &str, sleep_ms: u64) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_effects_app"))
+fn start(url: &str, name: &str, addr: &str, sleep_ms: u64) -> KillOnDrop {
+    let child = Command::new(env!("CARGO_BIN_EXE_effects_app"))
         .env_clear()
         .env("HOOKSMITH_ADDR", addr)
         .env("HOOKSMITH_STORE", url)
@@ -26,7 +26,8 @@ fn start(url: &str, name: &str, addr: &str, sleep_ms: u64) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("the test app starts")
+        .expect("the test app starts");
+    KillOnDrop(child)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
