@@ -105,6 +105,16 @@ struct Entry {
     jobs: Vec<i64>,
 }
 
+impl Entry {
+    /// Whether every job of the delivery succeeded (or it has none).
+    fn all_succeeded(&self, jobs: &HashMap<i64, Job>) -> bool {
+        self.jobs.iter().all(|id| {
+            jobs.get(id)
+                .is_some_and(|j| j.status == JobStatus::Succeeded)
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Job {
     delivery: i64,
@@ -173,13 +183,9 @@ impl Inner {
 
     /// Whether every job of the delivery succeeded (or it has none).
     fn is_finished(&self, delivery: i64) -> bool {
-        self.deliveries.get(&delivery).is_some_and(|entry| {
-            entry.jobs.iter().all(|id| {
-                self.jobs
-                    .get(id)
-                    .is_some_and(|j| j.status == JobStatus::Succeeded)
-            })
-        })
+        self.deliveries
+            .get(&delivery)
+            .is_some_and(|entry| entry.all_succeeded(&self.jobs))
     }
 
     /// Drops the oldest finished deliveries beyond `keep` of them or `keep_bytes` of bodies held,
@@ -201,27 +207,24 @@ impl Inner {
         let std::collections::btree_map::Entry::Occupied(entry) = self.deliveries.entry(id) else {
             return;
         };
-        let jobs = &self.jobs;
-        let finished = entry.get().jobs.iter().all(|job| {
-            jobs.get(job)
-                .is_some_and(|j| j.status == JobStatus::Succeeded)
-        });
-        if finished {
+        if entry.get().all_succeeded(&self.jobs) {
             let entry = entry.remove();
-            self.body_bytes -= entry.record.body.len();
-            for job in entry.jobs {
-                self.jobs.remove(&job);
-            }
+            self.forget(entry);
         }
     }
 
     /// Drops a delivery and its jobs.
     fn remove(&mut self, id: i64) {
         if let Some(entry) = self.deliveries.remove(&id) {
-            self.body_bytes -= entry.record.body.len();
-            for job in entry.jobs {
-                self.jobs.remove(&job);
-            }
+            self.forget(entry);
+        }
+    }
+
+    /// Accounts for a delivery taken out of the history: its body's bytes, its jobs.
+    fn forget(&mut self, entry: Entry) {
+        self.body_bytes -= entry.record.body.len();
+        for job in entry.jobs {
+            self.jobs.remove(&job);
         }
     }
 
