@@ -78,3 +78,53 @@ impl FromDelivery for Delivery {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use super::Delivery;
+    use crate::extract::{Context, FromDelivery};
+    use crate::store::{HeaderList, StoredDelivery};
+
+    /// Every accessor reads the stored record the handler runs on, and the attempt of this run.
+    #[test]
+    fn every_fact_comes_from_the_stored_record() {
+        let record = Arc::new(StoredDelivery {
+            id: 42,
+            key: "/hooks/acme:acme:push:d-1".into(),
+            endpoint: "/hooks/{connection}".into(),
+            connection: Some("acme".into()),
+            event: "push".into(),
+            delivery_id: "d-1".into(),
+            headers: HeaderList::new(),
+            body: bytes::Bytes::from_static(b"{}"),
+            received_at_ms: 1_700_000_000_123,
+        });
+        let cx = Context {
+            record: record.clone(),
+            payload: record.body.clone(),
+            attempt: 3,
+            handler: "h",
+            state: Arc::default(),
+        };
+        let delivery = Delivery::from_delivery(&cx).unwrap();
+        assert_eq!(delivery.id(), "d-1");
+        assert_eq!(delivery.record_id(), 42);
+        assert_eq!(delivery.endpoint(), "/hooks/{connection}");
+        assert_eq!(delivery.event(), "push");
+        assert_eq!(delivery.attempt(), 3);
+        assert_eq!(delivery.connection(), Some("acme"));
+        assert_eq!(
+            delivery.received_at(),
+            SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)
+        );
+        let shown = format!("{delivery:?}");
+        assert!(
+            shown.contains("record_id: 42") && shown.contains("attempt: 3"),
+            "{shown}"
+        );
+        assert!(!shown.contains("{}"), "the body is not shown: {shown}");
+    }
+}

@@ -152,7 +152,6 @@ impl Keyed {
 }
 
 /// A MAC or a decoded signature of at most [`Tag::MAX`] bytes, held inline.
-#[derive(Clone, Copy)]
 pub(crate) struct Tag {
     bytes: [u8; Tag::MAX],
     len: usize,
