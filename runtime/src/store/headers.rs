@@ -38,6 +38,11 @@ impl HeaderList {
         self.ends.push((name_end, self.text.len()));
     }
 
+    /// The two buffers behind the list, for reading them ahead of a drop.
+    pub(crate) fn buffers(&self) -> (&[u8], &[(usize, usize)]) {
+        (self.text.as_bytes(), &self.ends)
+    }
+
     /// How many headers there are.
     pub fn len(&self) -> usize {
         self.ends.len()
