@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::app::Shared;
 use crate::error::Rejection;
 use crate::observe::TransitionKind;
-use crate::registry::{EndpointRt, HandlerRt, Source};
+use crate::registry::{EndpointRt, HandlerRt, Source, always_redacted};
 use crate::routing::{self, Scalar};
 use crate::scheme::SignedRequest;
 use crate::spec::Ack;
@@ -436,7 +436,7 @@ fn redacted_headers(headers: &HeaderMap, ep: &EndpointRt) -> HeaderList {
         .sum();
     let mut list = HeaderList::with_capacity(headers.len(), bytes);
     for (name, value) in headers {
-        if ep.redact.contains(name) {
+        if always_redacted(name.as_str()) || ep.redact.as_ref() == Some(name) {
             list.push(name.as_str(), "[redacted]");
         } else {
             list.push(name.as_str(), &String::from_utf8_lossy(value.as_bytes()));
