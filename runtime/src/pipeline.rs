@@ -439,7 +439,12 @@ fn redacted_headers(headers: &HeaderMap, ep: &EndpointRt) -> HeaderList {
         if always_redacted(name.as_str()) || ep.redact.as_ref() == Some(name) {
             list.push(name.as_str(), "[redacted]");
         } else {
-            list.push(name.as_str(), &String::from_utf8_lossy(value.as_bytes()));
+            // Nearly every value is visible ASCII, which `to_str` checks with a plain byte loop;
+            // anything else is stored through the lossy conversion.
+            match value.to_str() {
+                Ok(text) => list.push(name.as_str(), text),
+                Err(_) => list.push(name.as_str(), &String::from_utf8_lossy(value.as_bytes())),
+            }
         }
     }
     list

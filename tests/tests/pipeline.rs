@@ -316,6 +316,42 @@ async fn globs_and_filters_route_each_delivery() {
     h.wait_for_status("/t/hooks", "o-6", "unhandled").await;
 }
 
+/// Stored headers read as they were sent, text beyond ASCII included, with credentials and the
+/// endpoint's signature header redacted.
+#[tokio::test]
+async fn header_values_are_stored_as_sent_with_secrets_redacted() {
+    let runs = Runs::default();
+    let h = app(&runs);
+    let body = serde_json::json!({"type": "order.paid", "id": "o-h", "amount": 1});
+    let reply = h
+        .post_signed(
+            "/t/hooks",
+            &[
+                ("x-note", "café ☕\tok".into()),
+                ("authorization", "Bearer s3cret".into()),
+            ],
+            body.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(reply.status, 204);
+    let delivery = h.wait_for_status("/t/hooks", "o-h", "unhandled").await;
+    let detail = h
+        .admin(&format!("/admin/deliveries/{}", delivery["id"]))
+        .await;
+    let headers = detail["headers"].as_array().unwrap();
+    let value = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h[0] == name)
+            .and_then(|h| h[1].as_str())
+    };
+    assert_eq!(value("x-note"), Some("café ☕\tok"), "{detail}");
+    assert_eq!(value("content-type"), Some("application/json"));
+    assert_eq!(value("authorization"), Some("[redacted]"));
+    assert_eq!(value("x-signature"), Some("[redacted]"));
+    assert!(!detail.to_string().contains("s3cret"));
+}
+
 #[tokio::test]
 async fn the_previous_secret_still_verifies_during_a_rotation() {
     let runs = Runs::default();
