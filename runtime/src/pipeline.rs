@@ -6,11 +6,13 @@
 //! → duplicate (204) | ack = handled: run inline, answer its response | 204
 //! ```
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Instant;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header, request::Parts};
@@ -60,7 +62,7 @@ pub(crate) async fn receive(
     let task = tokio::spawn(tracing::Instrument::instrument(
         {
             let (shared, endpoint) = (shared.clone(), endpoint.clone());
-            async move { accept(&shared, &endpoint, connection, parts, body).await }
+            async move { accept(&shared, &endpoint, connection, parts, body, started).await }
         },
         span,
     ));
@@ -133,6 +135,7 @@ async fn accept(
     connection: Option<String>,
     parts: Parts,
     body: Body,
+    started: Instant,
 ) -> Result<Accepted, Rejection> {
     if !ep.enabled.load(Ordering::Relaxed) {
         return Err(Rejection::NotFound);
@@ -164,7 +167,7 @@ async fn accept(
     {
         return Err(Rejection::Encoded);
     }
-    let body = read_body(body, ep.max_body, declared, &shared.config).await?;
+    let body = read_body(body, ep.max_body, declared, &shared.config, started).await?;
 
     let now_ms = shared.clock.now_ms();
     let now_secs = now_ms.div_euclid(1000);
@@ -319,35 +322,47 @@ async fn accept(
 /// Reads the body whole, at most `max` bytes, with no more than the idle timeout between chunks
 /// and the deadline in all: a trickling client is cut off with 408. A body in one chunk is kept
 /// as it came; several are gathered once into a buffer of the declared size (`Content-Length`,
-/// already checked against `max`).
+/// already checked against `max`). The deadline counts from `started`, when the request came.
 async fn read_body(
     body: Body,
     max: u64,
     declared: Option<u64>,
     config: &crate::app::Config,
+    started: Instant,
 ) -> Result<Bytes, Rejection> {
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     let mut body = Limited::new(body, limit);
-    let deadline = tokio::time::Instant::now() + config.body_deadline;
+    let deadline = tokio::time::Instant::from_std(started) + config.body_deadline;
     let mut first: Option<Bytes> = None;
     let mut collected = bytes::BytesMut::new();
     loop {
-        let wait = config
-            .body_idle_timeout
-            .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-        let frame = match tokio::time::timeout(wait, body.frame()).await {
-            Err(_) => return Err(Rejection::SlowBody),
+        // A frame already received is taken without a timer or a look at the clock: most
+        // bodies arrive with their headers, and their end is known at once.
+        let next = match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx)))
+            .await
+        {
+            Poll::Ready(next) => next,
+            Poll::Pending => {
+                let wait = config
+                    .body_idle_timeout
+                    .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                tokio::time::timeout(wait, body.frame())
+                    .await
+                    .map_err(|_| Rejection::SlowBody)?
+            }
+        };
+        let frame = match next {
             // One chunk is kept as it came: a slice of the connection's read buffer. (A store
             // that keeps bodies in memory copies them out, so as not to pin that buffer.)
-            Ok(None) if collected.is_empty() => return Ok(first.unwrap_or_default()),
-            Ok(None) => return Ok(collected.freeze()),
-            Ok(Some(Err(error))) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            None if collected.is_empty() => return Ok(first.unwrap_or_default()),
+            None => return Ok(collected.freeze()),
+            Some(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
                 return Err(Rejection::TooLarge);
             }
-            Ok(Some(Err(_))) => {
+            Some(Err(_)) => {
                 return Err(Rejection::Malformed("the body could not be read".into()));
             }
-            Ok(Some(Ok(frame))) => frame,
+            Some(Ok(frame)) => frame,
         };
         let Ok(data) = frame.into_data() else {
             continue;
