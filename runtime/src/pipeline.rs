@@ -332,7 +332,8 @@ async fn read_body(
 ) -> Result<Bytes, Rejection> {
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     let mut body = Limited::new(body, limit);
-    let deadline = tokio::time::Instant::from_std(started) + config.body_deadline;
+    // Set at the first wait, on the runtime's clock (which tests may pause).
+    let mut deadline: Option<tokio::time::Instant> = None;
     let mut first: Option<Bytes> = None;
     let mut collected = bytes::BytesMut::new();
     loop {
@@ -343,9 +344,13 @@ async fn read_body(
         {
             Poll::Ready(next) => next,
             Poll::Pending => {
+                let now = tokio::time::Instant::now();
+                let deadline = *deadline.get_or_insert_with(|| {
+                    now + config.body_deadline.saturating_sub(started.elapsed())
+                });
                 let wait = config
                     .body_idle_timeout
-                    .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                    .min(deadline.saturating_duration_since(now));
                 tokio::time::timeout(wait, body.frame())
                     .await
                     .map_err(|_| Rejection::SlowBody)?
