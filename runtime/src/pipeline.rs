@@ -15,7 +15,7 @@ use std::time::Instant;
 use axum::body::{Body, HttpBody as _};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode, header, request::Parts};
+use http::{HeaderMap, HeaderName, StatusCode, header, request::Parts};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use sha2::{Digest, Sha256};
 
@@ -450,14 +450,26 @@ pub(crate) fn idempotency_key(
 }
 
 fn redacted_headers(headers: &HeaderMap, ep: &EndpointRt) -> HeaderList {
+    const REDACTED: &str = "[redacted]";
+    let redacted =
+        |name: &HeaderName| always_redacted(name.as_str()) || ep.redact.as_ref() == Some(name);
+    // The list is sized for what it will hold: the history keeps thousands of them, and a
+    // signature is several times longer than its replacement.
     let bytes = headers
         .iter()
-        .map(|(name, value)| name.as_str().len() + value.len())
+        .map(|(name, value)| {
+            let value = if redacted(name) {
+                REDACTED.len()
+            } else {
+                value.len()
+            };
+            name.as_str().len() + value
+        })
         .sum();
     let mut list = HeaderList::with_capacity(headers.len(), bytes);
     for (name, value) in headers {
-        if always_redacted(name.as_str()) || ep.redact.as_ref() == Some(name) {
-            list.push(name.as_str(), "[redacted]");
+        if redacted(name) {
+            list.push(name.as_str(), REDACTED);
         } else {
             // Nearly every value is visible ASCII, which `to_str` checks with a plain byte loop;
             // anything else is stored through the lossy conversion.

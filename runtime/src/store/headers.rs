@@ -12,8 +12,9 @@ use serde::ser::{Serialize, SerializeSeq, Serializer};
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct HeaderList {
     text: String,
-    /// Where each header's name ends and where its value ends, in `text`.
-    ends: Vec<(usize, usize)>,
+    /// Where each header's name ends and where its value ends, in `text`: 32-bit offsets, since
+    /// the history keeps thousands of lists (a request's headers are limited to kilobytes).
+    ends: Vec<(u32, u32)>,
 }
 
 impl HeaderList {
@@ -31,15 +32,24 @@ impl HeaderList {
     }
 
     /// Appends a header.
+    ///
+    /// # Panics
+    ///
+    /// If the list's names and values would add up to more than 4 GiB.
     pub fn push(&mut self, name: &str, value: &str) {
         self.text.push_str(name);
-        let name_end = self.text.len();
+        let name_end = self.offset();
         self.text.push_str(value);
-        self.ends.push((name_end, self.text.len()));
+        let value_end = self.offset();
+        self.ends.push((name_end, value_end));
+    }
+
+    fn offset(&self) -> u32 {
+        u32::try_from(self.text.len()).expect("a header list holds at most 4 GiB of text")
     }
 
     /// The two buffers behind the list, for reading them ahead of a drop.
-    pub(crate) fn buffers(&self) -> (&[u8], &[(usize, usize)]) {
+    pub(crate) fn buffers(&self) -> (&[u8], &[(u32, u32)]) {
         (self.text.as_bytes(), &self.ends)
     }
 
@@ -88,6 +98,7 @@ impl HeaderList {
             _ => self.ends[i - 1].1,
         };
         let (name_end, value_end) = self.ends[i];
+        let (start, name_end, value_end) = (start as usize, name_end as usize, value_end as usize);
         (&self.text[start..name_end], &self.text[name_end..value_end])
     }
 }
