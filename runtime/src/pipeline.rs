@@ -62,7 +62,9 @@ pub(crate) async fn receive(
     let task = tokio::spawn(tracing::Instrument::instrument(
         {
             let (shared, endpoint) = (shared.clone(), endpoint.clone());
-            async move { accept(&shared, &endpoint, connection, parts, body, started).await }
+            Box::pin(
+                async move { accept(&shared, &endpoint, connection, parts, body, started).await },
+            )
         },
         span,
     ));

@@ -80,7 +80,9 @@ impl Slots {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(job);
         let Reserved { permit, recording } = reserved;
-        let run = run(permit);
+        // Boxed: the task then holds a pointer, and spawning it and storing its result copy a
+        // few bytes rather than the whole run's state, several times per job.
+        let run = Box::pin(run(permit));
         tokio::spawn(async move {
             run.await;
             running
