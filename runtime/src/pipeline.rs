@@ -62,6 +62,8 @@ pub(crate) async fn receive(
     let task = tokio::spawn(tracing::Instrument::instrument(
         {
             let (shared, endpoint) = (shared.clone(), endpoint.clone());
+            // Boxed, as a handler run's is: spawning the task and storing its result then copy
+            // a pointer, not the whole request's state.
             Box::pin(
                 async move { accept(&shared, &endpoint, connection, parts, body, started).await },
             )

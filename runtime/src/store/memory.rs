@@ -266,10 +266,6 @@ impl Inner {
         }
     }
 
-    fn id(&mut self) -> i64 {
-        next_id(&mut self.next_id)
-    }
-
     fn summary(&self, entry: &Entry) -> DeliverySummary {
         let handlers: Vec<JobSummary> = entry
             .jobs
@@ -500,7 +496,7 @@ impl Store for MemoryStore {
                 let id = match existing {
                     Some(id) => id,
                     None => {
-                        let id = inner.id();
+                        let id = next_id(&mut inner.next_id);
                         inner.jobs.insert(
                             id,
                             Job {
