@@ -57,23 +57,19 @@ pub(crate) async fn receive(
         endpoint = endpoint.path,
         connection = connection.as_deref()
     );
-    // Request handling runs in its own task: a panic anywhere in it becomes a 500, and the
-    // process keeps serving.
-    let task = tokio::spawn(tracing::Instrument::instrument(
+    // Request handling runs in the connection's task (no task of its own to create, schedule and
+    // join per request), boxed so the connection's future stays small, with its panics caught.
+    let handling = Box::pin(tracing::Instrument::instrument(
         {
             let (shared, endpoint) = (shared.clone(), endpoint.clone());
-            // Boxed, as a handler run's is: spawning the task and storing its result then copy
-            // a pointer, not the whole request's state.
-            Box::pin(
-                async move { accept(&shared, &endpoint, connection, parts, body, started).await },
-            )
+            async move { accept(&shared, &endpoint, connection, parts, body, started).await }
         },
         span,
     ));
-    let result = match task.await {
+    let result = match (Finish(Some(handling))).await {
         Ok(result) => result,
-        Err(join) => {
-            tracing::error!(target: "hooksmith::request", endpoint = endpoint.path, panic = join.is_panic(), "request handling failed");
+        Err(()) => {
+            tracing::error!(target: "hooksmith::request", endpoint = endpoint.path, panic = true, "request handling failed");
             Err(Rejection::Panicked)
         }
     };
@@ -121,6 +117,47 @@ pub(crate) async fn receive(
                 took,
             );
             response
+        }
+    }
+}
+
+/// Request handling polled in the connection's task, and never lost with it: a panic in it is
+/// caught (the request is answered 500 and the process keeps serving), and if the connection
+/// drops it unfinished — the client hung up while its delivery was being stored or its `ack =
+/// "handled"` handler ran — the rest runs in a task of its own, so a delivery stored is never left
+/// with jobs claimed and no one to run them until their lease runs out.
+struct Finish<F: Future<Output: Send + 'static> + Send + 'static>(Option<Pin<Box<F>>>);
+
+impl<F: Future<Output: Send + 'static> + Send + 'static> Future for Finish<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(mut self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let Some(handling) = self.0.as_mut() else {
+            return Poll::Ready(Err(()));
+        };
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handling.as_mut().poll(task)
+        }));
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => {
+                self.0 = None;
+                Poll::Ready(Ok(output))
+            }
+            Err(_panic) => {
+                self.0 = None;
+                Poll::Ready(Err(()))
+            }
+        }
+    }
+}
+
+impl<F: Future<Output: Send + 'static> + Send + 'static> Drop for Finish<F> {
+    fn drop(&mut self) {
+        if let Some(handling) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(handling);
         }
     }
 }

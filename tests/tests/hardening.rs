@@ -137,32 +137,54 @@ async fn compressed_bodies_and_oversized_headers_are_refused() {
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 }
 
-/// A store whose ingest panics: request handling must answer 500 and keep serving.
-#[derive(Debug, Default)]
-struct PanickingStore(MemoryStore);
+/// A memory store whose ingest panics on a body starting `{"boom"`, and holds a body starting
+/// `{"wait"` until the test opens its gate.
+#[derive(Debug)]
+struct TestStore {
+    inner: Arc<MemoryStore>,
+    /// Told when an ingest starts waiting at the gate.
+    waiting: Arc<tokio::sync::Notify>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
 
-impl Store for PanickingStore {
+impl Default for TestStore {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            waiting: Arc::default(),
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
+}
+
+impl Store for TestStore {
     fn info(&self) -> StoreInfo {
-        self.0.info()
+        self.inner.info()
     }
     fn ingest(&self, delivery: NewDelivery) -> StoreFuture<'_, Ingest> {
         assert!(
             !delivery.body.starts_with(b"{\"boom\""),
             "the store exploded"
         );
-        self.0.ingest(delivery)
+        Box::pin(async move {
+            if delivery.body.starts_with(b"{\"wait\"") {
+                self.waiting.notify_one();
+                let _open = self.gate.acquire().await;
+            }
+            self.inner.ingest(delivery).await
+        })
     }
     fn claim(&self, limit: usize, lease_ms: i64, now_ms: i64) -> StoreFuture<'_, Vec<ClaimedJob>> {
-        self.0.claim(limit, lease_ms, now_ms)
+        self.inner.claim(limit, lease_ms, now_ms)
     }
     fn next_due(&self) -> StoreFuture<'_, Option<i64>> {
-        self.0.next_due()
+        self.inner.next_due()
     }
     fn finish(&self, job: i64, result: JobResult, now_ms: i64) -> StoreFuture<'_, ()> {
-        self.0.finish(job, result, now_ms)
+        self.inner.finish(job, result, now_ms)
     }
     fn renew(&self, job: i64, lease_ms: i64, now_ms: i64) -> StoreFuture<'_, ()> {
-        self.0.renew(job, lease_ms, now_ms)
+        self.inner.renew(job, lease_ms, now_ms)
     }
     fn replay(
         &self,
@@ -171,43 +193,43 @@ impl Store for PanickingStore {
         lease_ms: i64,
         now_ms: i64,
     ) -> StoreFuture<'_, Vec<i64>> {
-        self.0.replay(delivery, jobs, lease_ms, now_ms)
+        self.inner.replay(delivery, jobs, lease_ms, now_ms)
     }
     fn requeue_dead(&self, limit: usize, now_ms: i64) -> StoreFuture<'_, u64> {
-        self.0.requeue_dead(limit, now_ms)
+        self.inner.requeue_dead(limit, now_ms)
     }
     fn purge(&self, policy: Retention) -> StoreFuture<'_, (u64, u64)> {
-        self.0.purge(policy)
+        self.inner.purge(policy)
     }
     fn release<'a>(&'a self, jobs: &'a [i64], now_ms: i64) -> StoreFuture<'a, ()> {
-        self.0.release(jobs, now_ms)
+        self.inner.release(jobs, now_ms)
     }
     fn queue_depth(&self) -> StoreFuture<'_, u64> {
-        self.0.queue_depth()
+        self.inner.queue_depth()
     }
     fn put_connection(&self, connection: Connection) -> StoreFuture<'_, ()> {
-        self.0.put_connection(connection)
+        self.inner.put_connection(connection)
     }
     fn connection<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Connection>> {
-        self.0.connection(name)
+        self.inner.connection(name)
     }
     fn connections(&self) -> StoreFuture<'_, Vec<Connection>> {
-        self.0.connections()
+        self.inner.connections()
     }
     fn delete_connection<'a>(&'a self, name: &'a str) -> StoreFuture<'a, bool> {
-        self.0.delete_connection(name)
+        self.inner.delete_connection(name)
     }
     fn list<'a>(&'a self, query: &'a DeliveryQuery) -> StoreFuture<'a, Vec<DeliverySummary>> {
-        self.0.list(query)
+        self.inner.list(query)
     }
     fn get(&self, id: i64) -> StoreFuture<'_, Option<(DeliverySummary, Arc<StoredDelivery>)>> {
-        self.0.get(id)
+        self.inner.get(id)
     }
 }
 
 #[tokio::test]
 async fn a_panic_in_request_handling_is_a_500_and_the_process_keeps_serving() {
-    let addr = serve(hooksmith::App::builder().store(PanickingStore::default())).await;
+    let addr = serve(hooksmith::App::builder().store(TestStore::default())).await;
     let boom = br#"{"boom":1}"#;
     let answer = exchange(&addr, &post(boom.len(), ""), boom, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
@@ -217,6 +239,51 @@ async fn a_panic_in_request_handling_is_a_500_and_the_process_keeps_serving() {
     );
     let answer = exchange(&addr, &post(2, ""), b"{}", Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+}
+
+/// A client that hangs up while its delivery is being stored takes nothing with it: the store
+/// finishes, and the handler the delivery matched runs.
+#[tokio::test]
+async fn a_delivery_whose_client_hangs_up_while_it_is_stored_is_still_handled() {
+    let store = TestStore::default();
+    let (history, waiting, gate) = (
+        store.inner.clone(),
+        store.waiting.clone(),
+        store.gate.clone(),
+    );
+    let addr = serve(hooksmith::App::builder().store(store)).await;
+    let body = br#"{"wait":1}"#;
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(post(body.len(), "").as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), waiting.notified())
+        .await
+        .expect("the delivery reached the store");
+    drop(stream);
+    // Time for the server to see the connection closed and drop what it was doing for it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gate.add_permits(1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let listed = history
+            .list(&DeliveryQuery {
+                limit: 10,
+                ..DeliveryQuery::default()
+            })
+            .await
+            .unwrap();
+        if listed
+            .iter()
+            .any(|d| d.status == hooksmith::store::DeliveryStatus::Acknowledged)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the delivery was not stored and handled: {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
