@@ -254,40 +254,39 @@ async fn accept(
     let delivery_id = nonce
         .or_else(|| read(&ep.id, &fields, &parts.headers))
         .unwrap_or_else(|| hex::encode(Sha256::digest(&body)));
-    let matched: Vec<&Arc<HandlerRt>> = ep
-        .handlers
-        .iter()
-        .filter(|h| handler_matches(h, &event, &fields, &parts.headers))
-        .collect();
-
     // The first matching `ack = "handled"` handler answers the request. The rest go straight to
     // a free worker slot of this instance, created already claimed (no claim round trip), unless
     // they keep an order or no slot is free: then they wait for a worker's claim.
-    let inline = matched.iter().position(|h| h.ack == Ack::Handled);
     let lease_ms = shared.config.lease_ms;
-    let mut slots: Vec<Option<worker::Reserved>> = Vec::with_capacity(matched.len());
-    let jobs = matched
+    let mut inline = None;
+    // Each matched handler, with the worker slot its job is handed to, if any.
+    let mut matched: Vec<(&Arc<HandlerRt>, Option<worker::Reserved>)> = Vec::new();
+    let mut jobs = Vec::new();
+    for h in ep
+        .handlers
         .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let order_key = h
-                .order_slot
-                .and_then(|slot| fields[slot].as_ref())
-                .and_then(Scalar::to_text)
-                .map(|value| format!("{}:{value}", h.name));
-            let slot = (Some(i) != inline && order_key.is_none())
-                .then(|| shared.slots.reserve())
-                .flatten();
-            let claimed = Some(i) == inline || slot.is_some();
-            slots.push(slot);
-            NewJob {
-                handler: h.name.to_owned(),
-                max_attempts: h.retry.max.saturating_add(1),
-                claimed_for_ms: claimed.then_some(lease_ms),
-                order_key,
-            }
-        })
-        .collect();
+        .filter(|h| handler_matches(h, &event, &fields, &parts.headers))
+    {
+        let order_key = h
+            .order_slot
+            .and_then(|slot| fields[slot].as_ref())
+            .and_then(Scalar::to_text)
+            .map(|value| format!("{}:{value}", h.name));
+        let answers = inline.is_none() && h.ack == Ack::Handled;
+        if answers {
+            inline = Some(matched.len());
+        }
+        let slot = (!answers && order_key.is_none())
+            .then(|| shared.slots.reserve())
+            .flatten();
+        jobs.push(NewJob {
+            handler: h.name.to_owned(),
+            max_attempts: h.retry.max.saturating_add(1),
+            claimed_for_ms: (answers || slot.is_some()).then_some(lease_ms),
+            order_key,
+        });
+        matched.push((h, slot));
+    }
     drop(fields);
     let key = idempotency_key(ep.path, connection.as_deref(), &event, &delivery_id);
     let body_len = body.len();
@@ -334,26 +333,23 @@ async fn accept(
             "unhandled",
         ));
     }
+    let inline = inline.map(|i| (Arc::clone(matched[i].0), job_ids[i]));
     let mut waiting = false;
-    for (i, ((handler, &job), slot)) in matched.iter().zip(&job_ids).zip(slots).enumerate() {
+    for ((handler, slot), &job) in matched.into_iter().zip(&job_ids) {
         match slot {
             Some(slot) => worker::start(shared, Arc::clone(handler), record.clone(), job, slot),
-            None => waiting |= Some(i) != inline,
+            None => waiting |= inline.as_ref().is_none_or(|(_, answering)| *answering != job),
         }
     }
     if waiting {
         shared.wake_workers();
     }
-    let Some(i) = inline else {
+    let Some((handler, job)) = inline else {
         return Ok(accepted(StatusCode::NO_CONTENT.into_response(), "stored"));
     };
-    let handler = matched[i].clone();
-    // Boxed: the request's task is sized for its largest state, and most requests run no
+    // Boxed: the request's future is sized for its largest state, and most requests run no
     // handler inline.
-    let outcome = Box::pin(worker::run_once(
-        shared, &handler, record, job_ids[i], 1, None,
-    ))
-    .await;
+    let outcome = Box::pin(worker::run_once(shared, &handler, record, job, 1, None)).await;
     let response = outcome
         .response
         .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response());
