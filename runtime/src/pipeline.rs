@@ -288,6 +288,8 @@ async fn accept(
         matched.push((h, slot));
     }
     drop(fields);
+    // The body's only holder from here is the delivery, so a store may keep it without a copy.
+    drop(payload);
     let key = idempotency_key(ep.path, connection.as_deref(), &event, &delivery_id);
     let body_len = body.len();
     let new = NewDelivery {
@@ -395,7 +397,8 @@ async fn read_body(
         };
         let frame = match next {
             // One chunk is kept as it came: a slice of the connection's read buffer. (A store
-            // that keeps bodies in memory copies them out, so as not to pin that buffer.)
+            // that keeps bodies in memory copies such a slice out, so as not to pin that buffer;
+            // several chunks are gathered into a buffer of their own, which it keeps as it is.)
             None if collected.is_empty() => return Ok(first.unwrap_or_default()),
             None => return Ok(collected.freeze()),
             Some(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {

@@ -136,6 +136,18 @@ fn digest(key: &str) -> KeyDigest {
     digest
 }
 
+/// The body as the history holds it: a buffer of its own, not much larger than the body. A body
+/// that came in one chunk is a slice of its connection's read buffer, shared with it, and is
+/// copied out, so the history does not pin that buffer; one gathered from several chunks is a
+/// buffer of its own already, and is kept as it is rather than copied again.
+fn owned(body: Bytes) -> Bytes {
+    match body.try_into_mut() {
+        Ok(alone) if alone.capacity() - alone.len() <= alone.len() / 8 => alone.freeze(),
+        Ok(alone) => Bytes::copy_from_slice(&alone),
+        Err(shared) => Bytes::copy_from_slice(&shared),
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     record: Arc<StoredDelivery>,
@@ -346,9 +358,7 @@ impl Store for MemoryStore {
                 job_ids.push(job_id);
             }
             slot.insert((id, new.received_at_ms));
-            // The body may be a slice of a connection's read buffer: the history keeps a copy of
-            // its own, not the whole buffer.
-            let body = Bytes::copy_from_slice(&new.body);
+            let body = owned(std::mem::take(&mut new.body));
             inner.body_bytes += body.len();
             let record = Arc::new(NewDelivery { body, ..new }.into_record(id));
             inner.deliveries.insert(
@@ -752,7 +762,34 @@ fn warm(entry: &Entry, jobs: &Jobs) {
 
 #[cfg(test)]
 mod tests {
-    use super::{BuildHasherDefault, IdHasher, Keys, digest};
+    use super::{BuildHasherDefault, IdHasher, Keys, digest, owned};
+
+    /// The history keeps a body gathered into a buffer of its own as it is, and copies out one
+    /// that is a slice of a larger buffer — shared with the connection's reads, or alone in it
+    /// once the connection is gone — so it never pins more memory than the body's.
+    #[test]
+    fn the_history_copies_a_body_only_when_it_is_part_of_a_larger_buffer() {
+        let mut gathered = bytes::BytesMut::with_capacity(20_000);
+        gathered.extend_from_slice(&[1; 20_000]);
+        let gathered = gathered.freeze();
+        let at = gathered.as_ptr();
+        let kept = owned(gathered);
+        assert_eq!(kept.as_ptr(), at, "a buffer of its own is not copied");
+        assert_eq!(kept, vec![1u8; 20_000]);
+
+        let mut read_buffer = bytes::BytesMut::with_capacity(64 * 1024);
+        read_buffer.extend_from_slice(&[2; 3_000]);
+        let read_buffer = read_buffer.freeze();
+        let slice = read_buffer.slice(100..1_100);
+        let at = slice.as_ptr();
+        let kept = owned(slice.clone());
+        assert_ne!(kept.as_ptr(), at, "a slice still shared is copied");
+        assert_eq!(kept, slice);
+        drop(read_buffer);
+        let kept = owned(slice);
+        assert_ne!(kept.as_ptr(), at, "a slice alone in a larger buffer is copied");
+        assert_eq!(kept, vec![2u8; 1_000]);
+    }
 
     /// The sharded keys answer as one map would: every key found under its own value, the count
     /// across shards, and retention applied to all of them.
