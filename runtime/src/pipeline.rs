@@ -340,7 +340,11 @@ async fn accept(
     for ((handler, slot), &job) in matched.into_iter().zip(&job_ids) {
         match slot {
             Some(slot) => worker::start(shared, Arc::clone(handler), record.clone(), job, slot),
-            None => waiting |= inline.as_ref().is_none_or(|(_, answering)| *answering != job),
+            None => {
+                waiting |= inline
+                    .as_ref()
+                    .is_none_or(|(_, answering)| *answering != job)
+            }
         }
     }
     if waiting {

@@ -254,7 +254,10 @@ async fn a_delivery_whose_client_hangs_up_while_it_is_stored_is_still_handled() 
     let addr = serve(hooksmith::App::builder().store(store)).await;
     let body = br#"{"wait":1}"#;
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    stream.write_all(post(body.len(), "").as_bytes()).await.unwrap();
+    stream
+        .write_all(post(body.len(), "").as_bytes())
+        .await
+        .unwrap();
     stream.write_all(body).await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), waiting.notified())
         .await

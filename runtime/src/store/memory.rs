@@ -787,7 +787,11 @@ mod tests {
         assert_eq!(kept, slice);
         drop(read_buffer);
         let kept = owned(slice);
-        assert_ne!(kept.as_ptr(), at, "a slice alone in a larger buffer is copied");
+        assert_ne!(
+            kept.as_ptr(),
+            at,
+            "a slice alone in a larger buffer is copied"
+        );
         assert_eq!(kept, vec![2u8; 1_000]);
     }
 
