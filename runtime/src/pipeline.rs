@@ -66,7 +66,7 @@ pub(crate) async fn receive(
         },
         span,
     ));
-    let result = match (Finish(Some(handling))).await {
+    let result = match Finish(Some(handling)).await {
         Ok(result) => result,
         Err(()) => {
             tracing::error!(target: "hooksmith::request", endpoint = endpoint.path, panic = true, "request handling failed");
@@ -335,22 +335,18 @@ async fn accept(
             "unhandled",
         ));
     }
-    let inline = inline.map(|i| (Arc::clone(matched[i].0), job_ids[i]));
+    let answering = inline.map(|i| (Arc::clone(matched[i].0), job_ids[i]));
     let mut waiting = false;
-    for ((handler, slot), &job) in matched.into_iter().zip(&job_ids) {
+    for (i, ((handler, slot), &job)) in matched.into_iter().zip(&job_ids).enumerate() {
         match slot {
             Some(slot) => worker::start(shared, Arc::clone(handler), record.clone(), job, slot),
-            None => {
-                waiting |= inline
-                    .as_ref()
-                    .is_none_or(|(_, answering)| *answering != job)
-            }
+            None => waiting |= Some(i) != inline,
         }
     }
     if waiting {
         shared.wake_workers();
     }
-    let Some((handler, job)) = inline else {
+    let Some((handler, job)) = answering else {
         return Ok(accepted(StatusCode::NO_CONTENT.into_response(), "stored"));
     };
     // Boxed: the request's future is sized for its largest state, and most requests run no
