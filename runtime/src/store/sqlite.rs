@@ -8,13 +8,15 @@
 //! across machine crashes and is opt-in.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use rusqlite::OptionalExtension as _;
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
 use super::Retention;
@@ -83,13 +85,15 @@ const SCHEMA: &[&str] = &[
 /// A [`Store`] in one SQLite file.
 ///
 /// Writes on the hot path — storing deliveries, claiming jobs and recording handler results — go
-/// through one writer task that commits them in groups: every write that arrived while the previous commit
+/// through one writer thread that commits them in groups: every write that arrived while the previous commit
 /// was being synced joins the next transaction, so one sync serves many deliveries, and each
 /// caller is answered only after the commit that holds its write. Should a group fail, each of
 /// its writes is retried alone, so one bad write cannot fail the others.
 #[derive(Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The database file, which the group committer opens too.
+    path: PathBuf,
     ready: OnceCell<mpsc::UnboundedSender<Write>>,
     synchronous_full: bool,
     /// Whether keys from before `hooksmith_delivery_keys` remain in `hooksmith_keys`, to be
@@ -99,8 +103,6 @@ pub struct SqliteStore {
 
 /// The most writes one group commit takes.
 const MAX_GROUP: usize = 256;
-/// The most rows one multi-row `INSERT` carries.
-const MAX_ROWS: usize = 64;
 
 /// A write waiting for the next group commit, with where to send its result.
 #[derive(Debug)]
@@ -140,23 +142,28 @@ impl SqliteStore {
             .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
-            // The writer's multi-row inserts come in up to `MAX_ROWS` sizes for each of three
-            // tables: all of them stay prepared rather than being parsed again at each group.
-            .statement_cache_capacity(256)
-            // Pages are read through a memory map and a 16 MiB cache, not a `read` call per
-            // page: the writer's group commits spend their time writing, not re-reading indexes.
+            // The same page cache, memory map and statement journals as the group committer's
+            // connection (`writer_connection`), for the writes that do not go through it
+            // (replay, purge) and the admin API's reads.
             .pragma("cache_size", "-16384")
             .pragma("mmap_size", "268435456")
-            // A statement of the writer's group that could fail halfway keeps the pages it
-            // changes in a statement journal, to undo itself alone: in memory, not in a
-            // temporary file (a `pwrite` per page once it passes 64 KiB).
             .pragma("temp_store", "memory");
+        // The group committer opens the same file with a connection of its own: an in-memory
+        // database would be a different one for each connection.
+        let path = options.get_filename().to_path_buf();
+        if base.contains(":memory:") || path.to_string_lossy().starts_with("file:") {
+            return Err(StoreError(
+                "the SQLite store needs a file (`sqlite:PATH`); for a store in memory, use `memory`"
+                    .into(),
+            ));
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy_with(options);
         Ok(Self {
             pool,
+            path,
             ready: OnceCell::new(),
             synchronous_full: matches!(synchronous, SqliteSynchronous::Full),
             legacy_keys: Arc::default(),
@@ -184,8 +191,30 @@ impl SqliteStore {
                 tx.commit().await.map_err(error("creating the schema"))?;
                 self.legacy_keys.store(legacy, Ordering::Relaxed);
                 let (queue, writes) = mpsc::unbounded_channel();
-                // The writer ends when the store (the queue's only sender) is dropped.
-                tokio::spawn(writer(self.pool.clone(), writes, self.legacy_keys.clone()));
+                let (opened, open) = oneshot::channel();
+                let (path, full) = (self.path.clone(), self.synchronous_full);
+                let legacy_keys = self.legacy_keys.clone();
+                // A group's answers are handed back in one message and sent from the runtime: a
+                // wake-up of the runtime's thread per answer, from the writer's, would switch
+                // between the two threads once per delivery.
+                let (answers, mut answered) = mpsc::unbounded_channel::<(Vec<Write>, Vec<Done>)>();
+                tokio::spawn(async move {
+                    while let Some((batch, done)) = answered.recv().await {
+                        answer(batch, done);
+                    }
+                });
+                std::thread::Builder::new()
+                    .name("hooksmith-sqlite-writer".into())
+                    .spawn(move || match writer_connection(&path, full) {
+                        Ok(connection) => {
+                            let _ = opened.send(Ok(()));
+                            writer(connection, writes, &answers, &legacy_keys);
+                        }
+                        Err(e) => drop(opened.send(Err(failed("opening the SQLite store")(e)))),
+                    })
+                    .map_err(|e| StoreError(format!("starting the SQLite writer: {e}")))?;
+                open.await
+                    .map_err(|_| StoreError("the SQLite writer has stopped".into()))??;
                 Ok(queue)
             })
             .await
@@ -621,22 +650,34 @@ enum Done {
     Claim(Result<Vec<ClaimedJob>, StoreError>),
 }
 
-/// The group committer: takes every write queued (up to [`MAX_GROUP`]), commits them in one
-/// transaction, then answers each. A group that fails is committed again one write at a time.
-async fn writer(
-    pool: SqlitePool,
+/// The group committer, on a thread of its own with a connection of its own: takes every write
+/// queued (up to [`MAX_GROUP`]), commits them in one transaction, then answers each. A group that
+/// fails is committed again one write at a time.
+///
+/// The whole group runs on this thread, statement after statement: through sqlx's SQLite
+/// driver, each statement of a group was a round trip to the connection's worker thread and back.
+fn writer(
+    mut connection: rusqlite::Connection,
     mut writes: mpsc::UnboundedReceiver<Write>,
-    legacy_keys: Arc<AtomicBool>,
+    answers: &mpsc::UnboundedSender<(Vec<Write>, Vec<Done>)>,
+    legacy_keys: &AtomicBool,
 ) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    // The writer keeps one connection; a connection that failed is replaced at the next group.
-    let mut held: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>> = None;
-    while writes.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let batch: Vec<Write> = std::mem::take(&mut group);
+    // Ends when the store, the queue's only sender, is dropped.
+    while let Some(first) = writes.blocking_recv() {
+        let mut batch = Vec::with_capacity(MAX_GROUP.min(writes.len() + 1));
+        batch.push(first);
+        while batch.len() < MAX_GROUP {
+            match writes.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        let legacy = legacy_keys.load(Ordering::Relaxed);
         if batch.len() > 1 {
-            match commit(&pool, &mut held, &batch, &legacy_keys).await {
+            match commit(&mut connection, &batch, legacy) {
                 Ok(done) => {
-                    answer(batch, done);
+                    // Should the runtime be gone, so are the callers.
+                    let _ = answers.send((batch, done));
                     continue;
                 }
                 Err(error) => tracing::warn!(
@@ -648,12 +689,40 @@ async fn writer(
             }
         }
         for write in batch {
-            match commit(&pool, &mut held, std::slice::from_ref(&write), &legacy_keys).await {
+            match commit(&mut connection, std::slice::from_ref(&write), legacy) {
                 Ok(done) => answer(vec![write], done),
                 Err(error) => write.fail(error),
             }
         }
     }
+}
+
+/// Opens the group committer's connection to the file the pool uses, with the same settings.
+fn writer_connection(
+    path: &Path,
+    synchronous_full: bool,
+) -> rusqlite::Result<rusqlite::Connection> {
+    let connection = rusqlite::Connection::open(path)?;
+    connection.busy_timeout(Duration::from_secs(5))?;
+    connection
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+    connection.pragma_update(
+        None,
+        "synchronous",
+        if synchronous_full { "FULL" } else { "NORMAL" },
+    )?;
+    connection.pragma_update(None, "foreign_keys", true)?;
+    // Pages are read through a memory map and a 16 MiB cache, not a `read` call per page: the
+    // group commits spend their time writing, not re-reading indexes.
+    connection.pragma_update(None, "cache_size", -16_384)?;
+    connection
+        .pragma_update_and_check(None, "mmap_size", 268_435_456, |row| row.get::<_, i64>(0))?;
+    // A statement that could fail halfway keeps the pages it changes in a statement journal, to
+    // undo itself alone: in memory, not in a temporary file (a `pwrite` per page once it passes
+    // 64 KiB).
+    connection.pragma_update(None, "temp_store", "MEMORY")?;
+    connection.set_prepared_statement_cache_capacity(32);
+    Ok(connection)
 }
 
 fn answer(batch: Vec<Write>, done: Vec<Done>) {
@@ -688,257 +757,101 @@ impl Write {
     }
 }
 
-/// `(?, ?, ?), (?, ?, ?)` for `rows` rows of `columns` values.
-fn placeholders(rows: usize, columns: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
-    vec![row; rows].join(", ")
+/// A SQLite error of the group committer as a store error (the message names the operation,
+/// never a value).
+fn failed(what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError(format!("{what}: {e}"))
 }
 
 /// Commits a group of writes in one transaction; the result of each, in order.
-async fn commit(
-    pool: &SqlitePool,
-    held: &mut Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
-    batch: &[Write],
-    legacy_keys: &AtomicBool,
-) -> Result<Vec<Done>, StoreError> {
-    let write = error("storing deliveries and results");
-    let connection = match held {
-        Some(connection) => connection,
-        None => held.insert(pool.acquire().await.map_err(&write)?),
-    };
-    let committed = commit_on(connection, batch, legacy_keys.load(Ordering::Relaxed)).await;
-    if committed.is_err() {
-        *held = None;
-    }
-    committed
-}
-
-async fn commit_on(
-    connection: &mut sqlx::SqliteConnection,
+fn commit(
+    connection: &mut rusqlite::Connection,
     batch: &[Write],
     legacy_keys: bool,
 ) -> Result<Vec<Done>, StoreError> {
-    use sqlx::Connection as _;
-    let write = error("storing deliveries and results");
-    let mut tx = connection
-        .begin_with("BEGIN IMMEDIATE")
-        .await
+    let write = failed("storing deliveries and results");
+    // Rolled back when dropped, should any statement fail.
+    let tx = connection
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(&write)?;
-    let ingests: Vec<&NewDelivery> = batch
-        .iter()
-        .filter_map(|w| match w {
-            Write::Ingest(new, _) => Some(new),
-            Write::Finish(..) | Write::Claim { .. } => None,
-        })
-        .collect();
-    let mut ingested = Vec::with_capacity(ingests.len());
-    if !ingests.is_empty() {
-        // Keys already stored: those deliveries are duplicates.
-        let keys = serde_json::to_string(
-            &ingests
-                .iter()
-                .map(|n| (n.delivery_id.as_str(), n.key.as_str()))
-                .collect::<Vec<_>>(),
-        )
-        .map_err(|e| StoreError(e.to_string()))?;
-        let mut known: HashMap<String, i64> = sqlx::query(
-            "SELECT k.idem_key, k.delivery FROM json_each(?1) AS j JOIN hooksmith_delivery_keys AS k
-               ON k.delivery_id = json_extract(j.value, '$[0]') AND k.idem_key = json_extract(j.value, '$[1]')",
-        )
-        .bind(&keys)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(&write)?
-        .iter()
-        .map(|row| Ok((row.try_get("idem_key")?, row.try_get("delivery")?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(&write)?;
-        if legacy_keys {
-            let rows = sqlx::query(
-                "SELECT idem_key, delivery FROM hooksmith_keys
-                 WHERE idem_key IN (SELECT json_extract(value, '$[1]') FROM json_each(?1))",
-            )
-            .bind(&keys)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(&write)?;
-            for row in &rows {
-                known.insert(
-                    row.try_get("idem_key").map_err(&write)?,
-                    row.try_get("delivery").map_err(&write)?,
-                );
-            }
-        }
-        // The first of each new key is stored; a second in the same group is its duplicate.
-        let mut seen = HashSet::new();
-        let fresh: Vec<&NewDelivery> = ingests
-            .iter()
-            .copied()
-            .filter(|n| !known.contains_key(&n.key) && seen.insert(n.key.as_str()))
-            .collect();
-        let mut ids: HashMap<String, i64> = HashMap::with_capacity(fresh.len());
-        for chunk in fresh.chunks(MAX_ROWS) {
-            let statement = format!(
-                "INSERT INTO hooksmith_deliveries (idem_key, endpoint, connection, event, delivery_id, headers, body, received_at_ms, status)
-                 VALUES {} RETURNING id, idem_key",
-                placeholders(chunk.len(), 9)
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-            for n in chunk {
-                query = query
-                    .bind(&n.key)
-                    .bind(&n.endpoint)
-                    .bind(&n.connection)
-                    .bind(&n.event)
-                    .bind(&n.delivery_id)
-                    .bind(sql::encode_headers(&n.headers))
-                    .bind(n.body.as_ref())
-                    .bind(n.received_at_ms)
-                    .bind(sql::initial_status(&n.jobs));
-            }
-            for row in query.fetch_all(&mut *tx).await.map_err(&write)? {
-                ids.insert(
-                    row.try_get("idem_key").map_err(&write)?,
-                    row.try_get("id").map_err(&write)?,
-                );
-            }
-        }
-        for chunk in fresh.chunks(MAX_ROWS) {
-            let statement = format!(
-                "INSERT INTO hooksmith_delivery_keys (delivery_id, idem_key, delivery, seen_at_ms) VALUES {}",
-                placeholders(chunk.len(), 4)
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-            for n in chunk {
-                query = query
-                    .bind(&n.delivery_id)
-                    .bind(&n.key)
-                    .bind(ids.get(&n.key).copied())
-                    .bind(n.received_at_ms);
-            }
-            query.execute(&mut *tx).await.map_err(&write)?;
-        }
-        let jobs: Vec<(i64, &NewDelivery, &NewJob)> = fresh
-            .iter()
-            .filter_map(|n| Some((*ids.get(&n.key)?, *n)))
-            .flat_map(|(id, n)| n.jobs.iter().map(move |job| (id, n, job)))
-            .collect();
-        let mut job_ids: HashMap<(i64, String), i64> = HashMap::with_capacity(jobs.len());
-        for chunk in jobs.chunks(MAX_ROWS) {
-            let statement = format!(
-                "INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms, order_key)
-                 VALUES {} RETURNING id, delivery, handler",
-                placeholders(chunk.len(), 8)
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-            for (delivery, n, job) in chunk {
-                let (status, attempts, lease) = match job.claimed_for_ms {
-                    Some(lease) => ("running", 1, n.received_at_ms.saturating_add(lease)),
-                    None => ("pending", 0, 0),
-                };
-                query = query
-                    .bind(*delivery)
-                    .bind(&job.handler)
-                    .bind(status)
-                    .bind(attempts)
-                    .bind(i64::from(job.max_attempts))
-                    .bind(n.received_at_ms)
-                    .bind(lease)
-                    .bind(&job.order_key);
-            }
-            for row in query.fetch_all(&mut *tx).await.map_err(&write)? {
-                job_ids.insert(
-                    (
-                        row.try_get("delivery").map_err(&write)?,
-                        row.try_get("handler").map_err(&write)?,
-                    ),
-                    row.try_get("id").map_err(&write)?,
-                );
-            }
-        }
-        let mut stored = HashSet::new();
-        for n in &ingests {
-            let result = match (known.get(&n.key), ids.get(&n.key)) {
-                (Some(&id), _) => Ok((id, None)),
-                (None, Some(&id)) if stored.insert(id) => n
-                    .jobs
-                    .iter()
-                    .map(|job| job_ids.get(&(id, job.handler.clone())).copied())
-                    .collect::<Option<Vec<i64>>>()
-                    .map(|jobs| (id, Some(jobs)))
-                    .ok_or_else(|| StoreError("a stored job's id was not returned".into())),
-                (None, Some(&id)) => Ok((id, None)),
-                (None, None) => Err(StoreError("a stored delivery's id was not returned".into())),
+    let mut done = Vec::with_capacity(batch.len());
+    // The deliveries this group stored, by key: a second of a key in the same group is its
+    // duplicate.
+    let mut stored: HashMap<&str, i64> = HashMap::new();
+    for w in batch {
+        if let Write::Ingest(new, _) = w {
+            let result = match stored.get(new.key.as_str()) {
+                Some(&id) => (id, None),
+                None => {
+                    let (id, jobs) = ingest(&tx, new, legacy_keys).map_err(&write)?;
+                    if jobs.is_some() {
+                        stored.insert(&new.key, id);
+                    }
+                    (id, jobs)
+                }
             };
-            ingested.push(result);
+            done.push(Done::Ingest(Ok(result)));
+        } else {
+            // Results and claims are filled in below, in the same order.
+            done.push(Done::Finish(Ok(())));
         }
     }
 
-    // Handler results: successes in one statement, failures one by one.
-    let succeeded: Vec<i64> = batch
-        .iter()
-        .filter_map(|w| match w {
-            Write::Finish(job, JobResult::Succeeded, _) => Some(*job),
-            _ => None,
-        })
-        .collect();
-    let mut finished: HashMap<i64, i64> = HashMap::new();
-    if !succeeded.is_empty() {
-        let rows = sqlx::query(
-            "UPDATE hooksmith_jobs SET status = 'succeeded', lease_until_ms = 0
-             WHERE id IN (SELECT value FROM json_each(?1)) RETURNING id, delivery",
-        )
-        .bind(sql::ids_json(succeeded.iter().copied()))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(&write)?;
-        for row in rows {
-            finished.insert(
-                row.try_get("id").map_err(&write)?,
-                row.try_get("delivery").map_err(&write)?,
-            );
-        }
-    }
-    for w in batch {
-        let Write::Finish(job, JobResult::Failed { error, retry_at_ms }, _) = w else {
+    // Handler results, and the status of the deliveries they finish.
+    let mut finished = HashSet::new();
+    for (w, done) in batch.iter().zip(&mut done) {
+        let Write::Finish(job, result, _) = w else {
             continue;
         };
-        let status = if retry_at_ms.is_some() {
-            "retrying"
-        } else {
-            "dead"
-        };
-        let delivery: Option<i64> = sqlx::query_scalar(
-            "UPDATE hooksmith_jobs SET status = ?1, last_error = ?2,
-                next_at_ms = COALESCE(?3, next_at_ms), lease_until_ms = 0
-             WHERE id = ?4 RETURNING delivery",
-        )
-        .bind(status)
-        .bind(error)
-        .bind(*retry_at_ms)
-        .bind(*job)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(&write)?;
-        if let Some(delivery) = delivery {
-            finished.insert(*job, delivery);
+        let delivery: Option<i64> = match result {
+            JobResult::Succeeded => tx
+                .prepare_cached(
+                    "UPDATE hooksmith_jobs SET status = 'succeeded', lease_until_ms = 0
+                     WHERE id = ?1 RETURNING delivery",
+                )
+                .and_then(|mut update| update.query_row([job], |row| row.get(0)).optional()),
+            JobResult::Failed { error, retry_at_ms } => tx
+                .prepare_cached(
+                    "UPDATE hooksmith_jobs SET status = ?1, last_error = ?2,
+                        next_at_ms = COALESCE(?3, next_at_ms), lease_until_ms = 0
+                     WHERE id = ?4 RETURNING delivery",
+                )
+                .and_then(|mut update| {
+                    let status = if retry_at_ms.is_some() {
+                        "retrying"
+                    } else {
+                        "dead"
+                    };
+                    update
+                        .query_row(rusqlite::params![status, error, retry_at_ms, job], |row| {
+                            row.get(0)
+                        })
+                        .optional()
+                }),
         }
+        .map_err(&write)?;
+        *done = Done::Finish(match delivery {
+            Some(delivery) => {
+                finished.insert(delivery);
+                Ok(())
+            }
+            None => Err(StoreError(format!("no job {job}"))),
+        });
     }
     if !finished.is_empty() {
-        let update = format!(
-            "UPDATE hooksmith_deliveries SET status = ({})
-             WHERE id IN (SELECT value FROM json_each(?1))",
-            sql::status_case("hooksmith_deliveries.id")
-        );
-        sqlx::query(sqlx::AssertSqlSafe(update))
-            .bind(sql::ids_json(finished.values().copied()))
-            .execute(&mut *tx)
-            .await
+        let mut update = tx
+            .prepare_cached(&format!(
+                "UPDATE hooksmith_deliveries SET status = ({}) WHERE id = ?1",
+                sql::status_case("?1")
+            ))
             .map_err(&write)?;
+        for delivery in finished {
+            update.execute([delivery]).map_err(&write)?;
+        }
     }
+
     // Claims last, so they see the jobs this group stored and released.
-    let mut claimed = Vec::new();
-    for w in batch {
+    for (w, done) in batch.iter().zip(&mut done) {
         if let Write::Claim {
             limit,
             lease_ms,
@@ -946,39 +859,95 @@ async fn commit_on(
             ..
         } = w
         {
-            claimed.push(claim_in(&mut tx, *limit, *lease_ms, *now_ms).await?);
+            *done = Done::Claim(Ok(claim_in(&tx, *limit, *lease_ms, *now_ms)?));
         }
     }
-    tx.commit().await.map_err(&write)?;
+    tx.commit().map_err(&write)?;
+    Ok(done)
+}
 
-    let mut ingested = ingested.into_iter();
-    let mut claimed = claimed.into_iter();
-    Ok(batch
-        .iter()
-        .map(|w| match w {
-            Write::Ingest(..) => Done::Ingest(
-                ingested
-                    .next()
-                    .unwrap_or_else(|| Err(StoreError("internal: missing result".into()))),
-            ),
-            Write::Finish(job, ..) => Done::Finish(if finished.contains_key(job) {
-                Ok(())
-            } else {
-                Err(StoreError(format!("no job {job}")))
-            }),
-            Write::Claim { .. } => Done::Claim(Ok(claimed.next().unwrap_or_default())),
-        })
-        .collect())
+/// Stores one delivery with its key and jobs, unless its key is known: its id, and its jobs' ids
+/// (`None` for a duplicate).
+fn ingest(
+    tx: &rusqlite::Transaction<'_>,
+    new: &NewDelivery,
+    legacy_keys: bool,
+) -> rusqlite::Result<(i64, Option<Vec<i64>>)> {
+    let known: Option<i64> = tx
+        .prepare_cached(
+            "SELECT delivery FROM hooksmith_delivery_keys WHERE delivery_id = ?1 AND idem_key = ?2",
+        )?
+        .query_row([&new.delivery_id, &new.key], |row| row.get(0))
+        .optional()?;
+    let known = match known {
+        None if legacy_keys => tx
+            .prepare_cached("SELECT delivery FROM hooksmith_keys WHERE idem_key = ?1")?
+            .query_row([&new.key], |row| row.get(0))
+            .optional()?,
+        known => known,
+    };
+    if let Some(id) = known {
+        return Ok((id, None));
+    }
+    tx.prepare_cached(
+        "INSERT INTO hooksmith_deliveries (idem_key, endpoint, connection, event, delivery_id, headers, body, received_at_ms, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(rusqlite::params![
+        new.key,
+        new.endpoint,
+        new.connection,
+        new.event,
+        new.delivery_id,
+        sql::encode_headers(&new.headers),
+        new.body.as_ref(),
+        new.received_at_ms,
+        sql::initial_status(&new.jobs),
+    ])?;
+    let id = tx.last_insert_rowid();
+    tx.prepare_cached(
+        "INSERT INTO hooksmith_delivery_keys (delivery_id, idem_key, delivery, seen_at_ms)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(rusqlite::params![
+        new.delivery_id,
+        new.key,
+        id,
+        new.received_at_ms
+    ])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms, order_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut jobs = Vec::with_capacity(new.jobs.len());
+    for job in &new.jobs {
+        let (status, attempts, lease) = match job.claimed_for_ms {
+            Some(lease) => ("running", 1, new.received_at_ms.saturating_add(lease)),
+            None => ("pending", 0, 0),
+        };
+        insert.execute(rusqlite::params![
+            id,
+            job.handler,
+            status,
+            attempts,
+            job.max_attempts,
+            new.received_at_ms,
+            lease,
+            job.order_key,
+        ])?;
+        jobs.push(tx.last_insert_rowid());
+    }
+    Ok((id, Some(jobs)))
 }
 
 /// Claims up to `limit` due jobs inside the group's transaction.
-async fn claim_in(
-    tx: &mut sqlx::SqliteConnection,
+fn claim_in(
+    tx: &rusqlite::Transaction<'_>,
     limit: usize,
     lease_ms: i64,
     now_ms: i64,
 ) -> Result<Vec<ClaimedJob>, StoreError> {
-    let write = error("claiming jobs");
+    let write = failed("claiming jobs");
     // Each kind of due job is read along its own index, in due order, stopping at `limit`:
     // the cost does not grow with the backlog.
     let free = "(order_key IS NULL OR NOT EXISTS (
@@ -1002,48 +971,45 @@ async fn claim_in(
             ORDER BY next_at_ms, id LIMIT ?3)
          RETURNING id, delivery, handler, attempts, max_attempts"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(statement))
-        .bind(now_ms)
-        .bind(lease_ms)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
-        .await
+    let jobs = tx
+        .prepare_cached(&statement)
+        .and_then(|mut claim| {
+            claim
+                .query_map(
+                    rusqlite::params![now_ms, lease_ms, i64::try_from(limit).unwrap_or(i64::MAX)],
+                    |row| {
+                        Ok((
+                            row.get::<_, i64>("id")?,
+                            row.get::<_, i64>("delivery")?,
+                            row.get::<_, String>("handler")?,
+                            row.get::<_, i64>("attempts")?,
+                            row.get::<_, i64>("max_attempts")?,
+                        ))
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
         .map_err(&write)?;
-    if rows.is_empty() {
+    if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let mut jobs = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let id: i64 = row.try_get("id").map_err(&write)?;
-        let delivery: i64 = row.try_get("delivery").map_err(&write)?;
-        let handler: String = row.try_get("handler").map_err(&write)?;
-        let attempts: i64 = row.try_get("attempts").map_err(&write)?;
-        let max_attempts: i64 = row.try_get("max_attempts").map_err(&write)?;
-        jobs.push((id, delivery, handler, attempts, max_attempts));
-    }
     let ids = sql::ids_json(jobs.iter().map(|j| j.1));
-    sqlx::query(
+    tx.prepare_cached(
         "UPDATE hooksmith_deliveries SET status = 'dispatched'
-                 WHERE status = 'received' AND id IN (SELECT value FROM json_each(?1))",
+         WHERE status = 'received' AND id IN (SELECT value FROM json_each(?1))",
     )
-    .bind(&ids)
-    .execute(&mut *tx)
-    .await
+    .and_then(|mut update| update.execute([&ids]))
     .map_err(&write)?;
-    let records = sqlx::query(
-        "SELECT * FROM hooksmith_deliveries WHERE id IN (SELECT value FROM json_each(?1))",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(&write)?;
-    let records: Vec<Arc<StoredDelivery>> = records
-        .iter()
-        .map(stored)
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .map(Arc::new)
-        .collect();
+    let records: Vec<Arc<StoredDelivery>> = tx
+        .prepare_cached(
+            "SELECT * FROM hooksmith_deliveries WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .and_then(|mut select| {
+            select
+                .query_map([&ids], |row| stored_row(row).map(Arc::new))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(&write)?;
     Ok(jobs
         .into_iter()
         .filter_map(|(id, delivery, handler, attempts, max_attempts)| {
@@ -1059,19 +1025,77 @@ async fn claim_in(
         .collect())
 }
 
+/// A delivery row read by the group committer.
+fn stored_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDelivery> {
+    Ok(StoredDelivery {
+        id: row.get("id")?,
+        key: row.get("idem_key")?,
+        endpoint: row.get("endpoint")?,
+        connection: row.get("connection")?,
+        event: row.get("event")?,
+        delivery_id: row.get("delivery_id")?,
+        headers: sql::decode_headers(&row.get::<_, String>("headers")?),
+        body: bytes::Bytes::from(row.get::<_, Vec<u8>>("body")?),
+        received_at_ms: row.get("received_at_ms")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::SqliteStore;
+    use super::{SqliteStore, writer_connection};
 
-    /// The writer's multi-row statements keep their statement journals in memory: on disk they
-    /// cost a `pwrite` per page changed, about a third of all the store's writes.
-    #[test]
-    fn statement_journals_stay_in_memory() {
-        let path = std::env::temp_dir().join(format!(
-            "hooksmith-temp-store-{}-{:?}.db",
+    fn scratch(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!(
+            "hooksmith-{name}-{}-{:?}.db",
             std::process::id(),
             std::thread::current().id()
-        ));
+        ))
+    }
+
+    fn remove(path: &std::path::Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.to_path_buf().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+    }
+
+    /// The group committer's connection is as durable as the store promises (WAL, a sync at every
+    /// commit unless `synchronous=normal` was asked for), checks foreign keys, and keeps statement
+    /// journals in memory: on disk they cost a `pwrite` per page changed.
+    #[test]
+    fn the_writers_connection_is_durable_and_journals_in_memory() {
+        let path = scratch("writer-connection");
+        let pragma = |connection: &rusqlite::Connection, name: &str| -> String {
+            connection
+                .query_row(&format!("PRAGMA {name}"), [], |row| {
+                    row.get::<_, rusqlite::types::Value>(0)
+                })
+                .map(|value| match value {
+                    rusqlite::types::Value::Integer(n) => n.to_string(),
+                    rusqlite::types::Value::Text(text) => text,
+                    other => format!("{other:?}"),
+                })
+                .expect("pragma")
+        };
+        let full = writer_connection(&path, true).expect("connection");
+        let settings: Vec<String> = ["journal_mode", "synchronous", "foreign_keys", "temp_store"]
+            .iter()
+            .map(|name| pragma(&full, name))
+            .collect();
+        let normal = writer_connection(&path, false).expect("connection");
+        let relaxed = pragma(&normal, "synchronous");
+        drop((full, normal));
+        remove(&path);
+        // synchronous: FULL is 2, NORMAL 1; temp_store: MEMORY is 2.
+        assert_eq!(settings, ["wal", "2", "1", "2"]);
+        assert_eq!(relaxed, "1");
+    }
+
+    /// The pool's connections keep statement journals in memory too.
+    #[test]
+    fn statement_journals_stay_in_memory() {
+        let path = scratch("temp-store");
         let url = format!("sqlite:{}", path.display());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -1084,11 +1108,18 @@ mod tests {
                 .await
                 .expect("pragma")
         });
-        for suffix in ["", "-wal", "-shm"] {
-            let mut file = path.clone().into_os_string();
-            file.push(suffix);
-            let _ = std::fs::remove_file(file);
-        }
+        remove(&path);
         assert_eq!(temp_store, 2, "PRAGMA temp_store should be MEMORY (2)");
+    }
+
+    /// An in-memory database would be a different one for the group committer's connection: the
+    /// store says to use a file, or the memory store.
+    #[test]
+    fn an_in_memory_database_is_refused_with_the_way_out() {
+        let error = SqliteStore::open("sqlite::memory:").expect_err("refused");
+        assert!(
+            error.0.contains("sqlite:PATH") && error.0.contains("`memory`"),
+            "{error}"
+        );
     }
 }
