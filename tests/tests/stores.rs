@@ -1525,3 +1525,60 @@ mod through_the_app {
         assert!(runs.0.lock().unwrap().is_empty());
     }
 }
+
+/// A SQLite store shared by several runtimes one after another (a store in a `static` used by
+/// several `#[tokio::test]`s, say) keeps working once the runtime that first used it is gone:
+/// deliveries are stored, in groups, and their callers answered.
+#[test]
+fn a_sqlite_store_outlives_the_runtime_that_started_it() {
+    let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_runtimes")));
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let store = {
+        let first = runtime();
+        let _inside = first.enter();
+        Arc::new(SqliteStore::open(&format!("sqlite:{}", path.display())).unwrap())
+    };
+    // Each runtime stores many deliveries at once, so the writer commits them in groups.
+    let ingest = |keys: &[String]| {
+        runtime().block_on(async {
+            let tasks: Vec<_> = keys
+                .iter()
+                .map(|key| {
+                    let (store, new) = (store.clone(), delivery(key, &["a"]));
+                    tokio::spawn(async move {
+                        tokio::time::timeout(Duration::from_secs(10), store.ingest(new)).await
+                    })
+                })
+                .collect();
+            let mut results = Vec::new();
+            for task in tasks {
+                results.push(task.await.unwrap().expect("answered within 10 s"));
+            }
+            results
+        })
+    };
+    let first = ingest(&(0..20).map(|_| unique("runtimes")).collect::<Vec<_>>());
+    let mut keys: Vec<String> = (0..20).map(|_| unique("runtimes")).collect();
+    keys.push(keys[0].clone());
+    let second = ingest(&keys);
+    drop(store);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    for result in first.iter().chain(&second[1..20]) {
+        assert!(matches!(result, Ok(Ingest::Stored { .. })), "{result:?}");
+    }
+    // The key sent twice: stored once, the other its duplicate.
+    match (&second[0], &second[20]) {
+        (Ok(Ingest::Stored { id, .. }), Ok(Ingest::Duplicate { id: dup }))
+        | (Ok(Ingest::Duplicate { id: dup }), Ok(Ingest::Stored { id, .. })) => {
+            assert_eq!(id, dup);
+        }
+        other => panic!("{other:?}"),
+    }
+}

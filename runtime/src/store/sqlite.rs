@@ -676,8 +676,12 @@ fn writer(
         if batch.len() > 1 {
             match commit(&mut connection, &batch, legacy) {
                 Ok(done) => {
-                    // Should the runtime be gone, so are the callers.
-                    let _ = answers.send((batch, done));
+                    // Should the runtime that started the store be gone, the callers are
+                    // answered from here.
+                    if let Err(mpsc::error::SendError((batch, done))) = answers.send((batch, done))
+                    {
+                        answer(batch, done);
+                    }
                     continue;
                 }
                 Err(error) => tracing::warn!(
