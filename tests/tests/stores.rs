@@ -1582,3 +1582,41 @@ fn a_sqlite_store_outlives_the_runtime_that_started_it() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The SQLite writer copies its WAL back into the database as it goes (after answering the group
+/// that filled it): 20 MB of deliveries leave a WAL of a few megabytes, not one that grows with
+/// everything ever written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_wal_is_checkpointed_as_deliveries_arrive() {
+    let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_wal")));
+    let store = Arc::new(SqliteStore::open(&format!("sqlite:{}", path.display())).unwrap());
+    let body = Bytes::from(vec![b'x'; 20_000]);
+    for _ in 0..20 {
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let (store, mut new) = (store.clone(), delivery(&unique("wal"), &["a"]));
+                new.body = body.clone();
+                tokio::spawn(async move { store.ingest(new).await })
+            })
+            .collect();
+        for task in tasks {
+            assert!(matches!(task.await.unwrap(), Ok(Ingest::Stored { .. })));
+        }
+    }
+    let wal = std::fs::metadata(format!("{}-wal", path.display()))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let database = std::fs::metadata(&path).unwrap().len();
+    drop(store);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    assert!(
+        database > 20_000_000,
+        "the database holds the deliveries: {database} bytes"
+    );
+    assert!(
+        wal < 10_000_000,
+        "the WAL is {wal} bytes after 20 MB of deliveries"
+    );
+}

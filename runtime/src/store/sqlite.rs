@@ -682,6 +682,7 @@ fn writer(
                     {
                         answer(batch, done);
                     }
+                    checkpoint_if_due(&connection);
                     continue;
                 }
                 Err(error) => tracing::warn!(
@@ -698,6 +699,28 @@ fn writer(
                 Err(error) => write.fail(error),
             }
         }
+        checkpoint_if_due(&connection);
+    }
+}
+
+/// WAL frames past which the writer copies them back into the database: SQLite's own default.
+const CHECKPOINT_FRAMES: i32 = 1000;
+
+thread_local! {
+    /// The frames in the writer connection's WAL after its last commit.
+    static WAL_FRAMES: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+/// Copies the WAL back into the database once it holds [`CHECKPOINT_FRAMES`], after the group's
+/// answers are sent: SQLite's automatic checkpoint (which the writer's WAL hook replaces) runs
+/// inside the commit, so the group that crossed the mark waited for it.
+fn checkpoint_if_due(connection: &rusqlite::Connection) {
+    if WAL_FRAMES.get() < CHECKPOINT_FRAMES {
+        return;
+    }
+    WAL_FRAMES.set(0);
+    if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::warn!(target: "hooksmith::store", %error, "a checkpoint failed");
     }
 }
 
@@ -726,6 +749,10 @@ fn writer_connection(
     // 64 KiB).
     connection.pragma_update(None, "temp_store", "MEMORY")?;
     connection.set_prepared_statement_cache_capacity(32);
+    connection.wal_hook(Some(|_, frames| {
+        WAL_FRAMES.set(frames);
+        Ok(())
+    }));
     Ok(connection)
 }
 
