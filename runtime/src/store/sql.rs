@@ -183,8 +183,9 @@ pub(super) fn assemble(
         .collect()
 }
 
-/// A sqlx error as a store error (the message names the operation, never a value).
-pub(super) fn error(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+/// A database error (sqlx's, or the SQLite group committer's) as a store error: the message
+/// names the operation, never a value.
+pub(super) fn error<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> StoreError {
     move |e| StoreError(format!("{what}: {e}"))
 }
 

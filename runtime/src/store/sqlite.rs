@@ -151,7 +151,7 @@ impl SqliteStore {
         // The group committer opens the same file with a connection of its own: an in-memory
         // database would be a different one for each connection.
         let path = options.get_filename().to_path_buf();
-        if base.contains(":memory:") || path.to_string_lossy().starts_with("file:") {
+        if base.contains(":memory:") {
             return Err(StoreError(
                 "the SQLite store needs a file (`sqlite:PATH`); for a store in memory, use `memory`"
                     .into(),
@@ -210,7 +210,10 @@ impl SqliteStore {
                             let _ = opened.send(Ok(()));
                             writer(connection, writes, &answers, &legacy_keys);
                         }
-                        Err(e) => drop(opened.send(Err(failed("opening the SQLite store")(e)))),
+                        Err(e) => drop(
+                            opened
+                                .send(Err(error::<rusqlite::Error>("opening the SQLite store")(e))),
+                        ),
                     })
                     .map_err(|e| StoreError(format!("starting the SQLite writer: {e}")))?;
                 open.await
@@ -791,19 +794,13 @@ impl Write {
     }
 }
 
-/// A SQLite error of the group committer as a store error (the message names the operation,
-/// never a value).
-fn failed(what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
-    move |e| StoreError(format!("{what}: {e}"))
-}
-
 /// Commits a group of writes in one transaction; the result of each, in order.
 fn commit(
     connection: &mut rusqlite::Connection,
     batch: &[Write],
     legacy_keys: bool,
 ) -> Result<Vec<Done>, StoreError> {
-    let write = failed("storing deliveries and results");
+    let write = error::<rusqlite::Error>("storing deliveries and results");
     // Rolled back when dropped, should any statement fail.
     let tx = connection
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -981,7 +978,7 @@ fn claim_in(
     lease_ms: i64,
     now_ms: i64,
 ) -> Result<Vec<ClaimedJob>, StoreError> {
-    let write = failed("claiming jobs");
+    let write = error::<rusqlite::Error>("claiming jobs");
     // Each kind of due job is read along its own index, in due order, stopping at `limit`:
     // the cost does not grow with the backlog.
     let free = "(order_key IS NULL OR NOT EXISTS (
