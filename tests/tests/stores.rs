@@ -1620,3 +1620,57 @@ async fn the_sqlite_wal_is_checkpointed_as_deliveries_arrive() {
         "the WAL is {wal} bytes after 20 MB of deliveries"
     );
 }
+
+/// A delivery with several handlers whose results arrive at the same moment ends `acknowledged`
+/// once all of them succeeded: each result's status update sees the others. (A status left at
+/// `dispatched` would also keep the delivery from ever being purged.)
+async fn concurrent_results(store: Arc<dyn Store>) {
+    for _ in 0..30 {
+        let Ingest::Stored { id, jobs, .. } = store
+            .ingest(delivery(&unique("together"), &["a", "b", "c", "d"]))
+            .await
+            .unwrap()
+        else {
+            panic!("a new key is stored")
+        };
+        let claimed = store.claim(1_000, 60_000, now()).await.unwrap();
+        assert!(jobs.iter().all(|job| claimed.iter().any(|c| c.id == *job)));
+        let results: Vec<_> = jobs
+            .iter()
+            .map(|&job| {
+                let store = store.clone();
+                tokio::spawn(async move { store.finish(job, JobResult::Succeeded, now()).await })
+            })
+            .collect();
+        for result in results {
+            result.await.unwrap().unwrap();
+        }
+        let (summary, _) = store.get(id).await.unwrap().expect("stored");
+        assert_eq!(
+            summary.status,
+            DeliveryStatus::Acknowledged,
+            "{}: {summary:?}",
+            store.info().kind
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn results_arriving_together_leave_the_delivery_acknowledged() {
+    concurrent_results(Arc::new(MemoryStore::new())).await;
+    let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_together")));
+    concurrent_results(Arc::new(
+        SqliteStore::open(&format!("sqlite:{}", path.display())).unwrap(),
+    ))
+    .await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let Some(url) = postgres_url("results_arriving_together_leave_the_delivery_acknowledged")
+    else {
+        return;
+    };
+    let schema = unique("hs_together");
+    concurrent_results(Arc::new(PostgresStore::open(&url, Some(&schema)).unwrap())).await;
+    drop_schema(&url, &schema).await;
+}

@@ -183,75 +183,66 @@ impl Store for PostgresStore {
         Box::pin(async move {
             self.ready().await?;
             let write = error("storing a delivery");
-            let mut tx = self.pool.begin().await.map_err(&write)?;
-            let claimed = sqlx::query(
-                "INSERT INTO hooksmith_keys (idem_key, delivery, seen_at_ms) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING",
-            )
-            .bind(&new.key)
-            .bind(new.received_at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(&write)?;
-            if claimed.rows_affected() == 0 {
-                // The row is committed (a concurrent insert waited for its transaction above).
-                let id: i64 =
-                    sqlx::query_scalar("SELECT delivery FROM hooksmith_keys WHERE idem_key = $1")
-                        .bind(&new.key)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(&write)?;
-                return Ok(Ingest::Duplicate { id });
-            }
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO hooksmith_deliveries (idem_key, endpoint, connection, event, delivery_id, headers, body, received_at_ms, status)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-            )
-            .bind(&new.key)
-            .bind(&new.endpoint)
-            .bind(&new.connection)
-            .bind(&new.event)
-            .bind(&new.delivery_id)
-            .bind(sql::encode_headers(&new.headers))
-            .bind(new.body.as_ref())
-            .bind(new.received_at_ms)
-            .bind(sql::initial_status(&new.jobs))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(&write)?;
-            sqlx::query("UPDATE hooksmith_keys SET delivery = $1 WHERE idem_key = $2")
-                .bind(id)
-                .bind(&new.key)
-                .execute(&mut *tx)
-                .await
-                .map_err(&write)?;
-            let handlers: Vec<String> = new.jobs.iter().map(|j| j.handler.clone()).collect();
+            let handlers: Vec<&str> = new.jobs.iter().map(|j| j.handler.as_str()).collect();
             let max_attempts: Vec<i32> = new
                 .jobs
                 .iter()
                 .map(|j| i32::try_from(j.max_attempts).unwrap_or(i32::MAX))
                 .collect();
             let leases: Vec<Option<i64>> = new.jobs.iter().map(|j| j.claimed_for_ms).collect();
-            let order_keys: Vec<Option<String>> =
-                new.jobs.iter().map(|j| j.order_key.clone()).collect();
-            let insert = format!(
-                "INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms, order_key)
-                 SELECT $1, h, CASE WHEN l IS NULL THEN 'pending' ELSE 'running' END,
-                        CASE WHEN l IS NULL THEN 0 ELSE 1 END, m, {DB_NOW}, COALESCE({DB_NOW} + l, 0), o
-                 FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[]) WITH ORDINALITY AS t(h, m, l, o, n)
-                 ORDER BY n RETURNING id"
+            let order_keys: Vec<Option<&str>> =
+                new.jobs.iter().map(|j| j.order_key.as_deref()).collect();
+            // One statement, so one round trip and its own transaction: the key is claimed with
+            // the delivery's id drawn beforehand, and the delivery and its jobs are inserted only
+            // if the key was new. A key another transaction is inserting makes this one wait for
+            // it, then insert nothing: a duplicate.
+            let ingest = format!(
+                "WITH drawn AS (SELECT nextval(pg_get_serial_sequence('hooksmith_deliveries', 'id')) AS id),
+                 claimed AS (
+                    INSERT INTO hooksmith_keys (idem_key, delivery, seen_at_ms)
+                    SELECT $1, id, $8 FROM drawn
+                    ON CONFLICT DO NOTHING RETURNING delivery),
+                 stored AS (
+                    INSERT INTO hooksmith_deliveries (id, idem_key, endpoint, connection, event, delivery_id, headers, body, received_at_ms, status)
+                    SELECT delivery, $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM claimed RETURNING id),
+                 jobs AS (
+                    INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms, order_key)
+                    SELECT stored.id, h, CASE WHEN l IS NULL THEN 'pending' ELSE 'running' END,
+                           CASE WHEN l IS NULL THEN 0 ELSE 1 END, m, {DB_NOW}, COALESCE({DB_NOW} + l, 0), o
+                    FROM stored, unnest($10::text[], $11::int[], $12::bigint[], $13::text[]) WITH ORDINALITY AS t(h, m, l, o, n)
+                    ORDER BY n RETURNING id)
+                 SELECT (SELECT id FROM stored) AS id, ARRAY(SELECT id FROM jobs ORDER BY id) AS jobs"
             );
-            let jobs: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(insert))
-                .bind(id)
+            let row = sqlx::query(sqlx::AssertSqlSafe(ingest))
+                .bind(&new.key)
+                .bind(&new.endpoint)
+                .bind(&new.connection)
+                .bind(&new.event)
+                .bind(&new.delivery_id)
+                .bind(sql::encode_headers(&new.headers))
+                .bind(new.body.as_ref())
+                .bind(new.received_at_ms)
+                .bind(sql::initial_status(&new.jobs))
                 .bind(&handlers)
                 .bind(&max_attempts)
                 .bind(&leases)
                 .bind(&order_keys)
-                .fetch_all(&mut *tx)
+                .fetch_one(&self.pool)
                 .await
                 .map_err(&write)?;
-            tx.commit().await.map_err(&write)?;
-            let mut jobs = jobs;
-            jobs.sort_unstable();
+            let id: Option<i64> = row.try_get("id").map_err(&write)?;
+            let Some(id) = id else {
+                // The key was there: committed before this statement, or by the transaction it
+                // waited for.
+                let id: i64 =
+                    sqlx::query_scalar("SELECT delivery FROM hooksmith_keys WHERE idem_key = $1")
+                        .bind(&new.key)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(&write)?;
+                return Ok(Ingest::Duplicate { id });
+            };
+            let jobs: Vec<i64> = row.try_get("jobs").map_err(&write)?;
             Ok(new.stored(id, jobs))
         })
     }
@@ -368,10 +359,19 @@ impl Store for PostgresStore {
                 } => ("dead", Some(error), None),
             };
             let mut tx = self.pool.begin().await.map_err(&write)?;
+            // The job's row, then its delivery's, locked until the commit: a result for another
+            // job of the same delivery waits here, and the status below, computed by a statement
+            // that starts once the lock is held, sees every result committed before. (Computed
+            // under an `UPDATE` that waited for the row, it would see the jobs as they were when
+            // that statement began: two results arriving together left a delivery whose handlers
+            // had all succeeded `dispatched`, and never purged.) Jobs, then deliveries: the order
+            // a claim locks them in.
             let update = format!(
-                "UPDATE hooksmith_jobs SET status = $1, last_error = COALESCE($2, last_error),
-                    next_at_ms = COALESCE({DB_NOW} + $3, next_at_ms), lease_until_ms = 0
-                 WHERE id = $4 RETURNING delivery"
+                "WITH job AS (
+                    UPDATE hooksmith_jobs SET status = $1, last_error = COALESCE($2, last_error),
+                        next_at_ms = COALESCE({DB_NOW} + $3, next_at_ms), lease_until_ms = 0
+                    WHERE id = $4 RETURNING delivery)
+                 SELECT d.id FROM hooksmith_deliveries d JOIN job ON d.id = job.delivery FOR UPDATE OF d"
             );
             let delivery: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(update))
                 .bind(status)
