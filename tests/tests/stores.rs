@@ -637,6 +637,12 @@ async fn sqlite_store() {
         SqliteStore::open(&format!("sqlite:{}", retained.display())).unwrap(),
     ))
     .await;
+    remove_database(&path);
+    remove_database(&retained);
+}
+
+/// Removes a SQLite database a test made, with its WAL and shared-memory files.
+fn remove_database(path: &std::path::Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
@@ -945,9 +951,7 @@ async fn sqlite_group_commits_keep_every_write_apart() {
         assert_eq!(status, expected, "{handlers:?}");
     }
     drop(store);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    remove_database(&path);
 }
 
 /// The PostgreSQL URL for tests, or `None` after saying the test is skipped.
@@ -1567,9 +1571,7 @@ fn a_sqlite_store_outlives_the_runtime_that_started_it() {
     keys.push(keys[0].clone());
     let second = ingest(&keys);
     drop(store);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    remove_database(&path);
     for result in first.iter().chain(&second[1..20]) {
         assert!(matches!(result, Ok(Ingest::Stored { .. })), "{result:?}");
     }
@@ -1608,9 +1610,7 @@ async fn the_sqlite_wal_is_checkpointed_as_deliveries_arrive() {
         .unwrap_or(0);
     let database = std::fs::metadata(&path).unwrap().len();
     drop(store);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    remove_database(&path);
     assert!(
         database > 20_000_000,
         "the database holds the deliveries: {database} bytes"
@@ -1663,9 +1663,7 @@ async fn results_arriving_together_leave_the_delivery_acknowledged() {
         SqliteStore::open(&format!("sqlite:{}", path.display())).unwrap(),
     ))
     .await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    remove_database(&path);
     let Some(url) = postgres_url("results_arriving_together_leave_the_delivery_acknowledged")
     else {
         return;
