@@ -817,27 +817,10 @@ async fn a_sqlite_database_with_the_earlier_keys_table_is_upgraded_on_open() {
 
 /// A group whose transaction fails is committed again one write at a time: only the write that
 /// cannot be stored is answered with an error; every other delivery of its group is stored.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failed_sqlite_group_is_committed_again_write_by_write() {
-    use sqlx::Connection as _;
-    let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_fallback")));
-    let url = format!("sqlite:{}", path.display());
-    let store = Arc::new(SqliteStore::open(&url).unwrap());
-    store.ingest(delivery(&unique("warm"), &[])).await.unwrap();
-    // A trigger refuses one delivery, so any group holding it fails as a whole.
-    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query(
-        "CREATE TRIGGER poison BEFORE INSERT ON hooksmith_deliveries
-         WHEN NEW.delivery_id LIKE 'poison-%' BEGIN SELECT RAISE(ABORT, 'refused'); END",
-    )
-    .execute(&mut raw)
-    .await
-    .unwrap();
-    // Hold the write lock so the writes below queue up and go in one group behind it.
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut raw)
-        .await
-        .unwrap();
+/// The store's writes are held back (by a lock in the database) until `release` runs, so that
+/// they queue up and go in groups behind it; the database refuses the delivery whose id starts
+/// with `poison-`.
+async fn failed_group(store: Arc<dyn Store>, release: impl Future<Output = ()>) {
     let ingest = |key: String| {
         let store = store.clone();
         tokio::spawn(async move { (key.clone(), store.ingest(delivery(&key, &["a"])).await) })
@@ -849,8 +832,7 @@ async fn a_failed_sqlite_group_is_committed_again_write_by_write() {
     tasks.push(ingest(format!("poison-{prefix}")));
     tasks.extend((40..80).map(|i| ingest(format!("{prefix}-{i}"))));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    sqlx::query("COMMIT").execute(&mut raw).await.unwrap();
-    raw.close().await.unwrap();
+    release.await;
 
     let mut stored = 0;
     for task in tasks {
@@ -877,13 +859,67 @@ async fn a_failed_sqlite_group_is_committed_again_write_by_write() {
     assert_eq!(stored, 81, "every delivery but the refused one is stored");
 }
 
-/// SQLite commits concurrent writes in groups: under 300 concurrent ingests (every key twice) and
-/// concurrent results, each delivery is stored once, its twin is its duplicate, every job gets its
-/// own id, and a result for a job that does not exist fails alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_group_commits_keep_every_write_apart() {
-    let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_group")));
-    let store = Arc::new(SqliteStore::open(&format!("sqlite:{}", path.display())).unwrap());
+async fn a_failed_group_is_committed_again_write_by_write() {
+    use sqlx::Connection as _;
+    let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_fallback")));
+    let url = format!("sqlite:{}", path.display());
+    let store = Arc::new(SqliteStore::open(&url).unwrap());
+    store.ingest(delivery(&unique("warm"), &[])).await.unwrap();
+    // A trigger refuses one delivery, so any group holding it fails as a whole.
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER poison BEFORE INSERT ON hooksmith_deliveries
+         WHEN NEW.delivery_id LIKE 'poison-%' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    // The write lock, held.
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    failed_group(store, async move {
+        sqlx::query("COMMIT").execute(&mut raw).await.unwrap();
+        raw.close().await.unwrap();
+    })
+    .await;
+    remove_database(&path);
+
+    let Some(url) = postgres_url("a_failed_group_is_committed_again_write_by_write") else {
+        return;
+    };
+    let schema = unique("hs_fallback");
+    let store = Arc::new(PostgresStore::open(&url, Some(&schema)).unwrap());
+    store.ingest(delivery(&unique("warm"), &[])).await.unwrap();
+    let mut raw = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE FUNCTION {schema}.poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+            IF NEW.delivery_id LIKE 'poison-%' THEN RAISE EXCEPTION 'refused'; END IF;
+            RETURN NEW;
+         END $$;
+         CREATE TRIGGER poison BEFORE INSERT ON {schema}.hooksmith_deliveries
+         FOR EACH ROW EXECUTE FUNCTION {schema}.poison();
+         BEGIN;
+         LOCK TABLE {schema}.hooksmith_keys IN EXCLUSIVE MODE;"
+    )))
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    failed_group(store, async move {
+        sqlx::query("COMMIT").execute(&mut raw).await.unwrap();
+        raw.close().await.unwrap();
+    })
+    .await;
+    drop_schema(&url, &schema).await;
+}
+
+/// The durable stores commit concurrent writes in groups: under 300 concurrent ingests (every key
+/// twice) and concurrent results, each delivery is stored once, its twin is its duplicate, every
+/// job gets its own id, and a result for a job that does not exist fails alone.
+async fn group_writes(store: Arc<dyn Store>) {
     let prefix = unique("group");
     let ingests: Vec<_> = (0..300)
         .map(|i| {
@@ -948,10 +984,24 @@ async fn sqlite_group_commits_keep_every_write_apart() {
         } else {
             DeliveryStatus::Acknowledged
         };
-        assert_eq!(status, expected, "{handlers:?}");
+        assert_eq!(status, expected, "{}: {handlers:?}", store.info().kind);
     }
-    drop(store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commits_keep_every_write_apart() {
+    let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_group")));
+    group_writes(Arc::new(
+        SqliteStore::open(&format!("sqlite:{}", path.display())).unwrap(),
+    ))
+    .await;
     remove_database(&path);
+    let Some(url) = postgres_url("group_commits_keep_every_write_apart") else {
+        return;
+    };
+    let schema = unique("hs_group");
+    group_writes(Arc::new(PostgresStore::open(&url, Some(&schema)).unwrap())).await;
+    drop_schema(&url, &schema).await;
 }
 
 /// The PostgreSQL URL for tests, or `None` after saying the test is skipped.
@@ -1530,12 +1580,10 @@ mod through_the_app {
     }
 }
 
-/// A SQLite store shared by several runtimes one after another (a store in a `static` used by
+/// A durable store shared by several runtimes one after another (a store in a `static` used by
 /// several `#[tokio::test]`s, say) keeps working once the runtime that first used it is gone:
 /// deliveries are stored, in groups, and their callers answered.
-#[test]
-fn a_sqlite_store_outlives_the_runtime_that_started_it() {
-    let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_runtimes")));
+fn outlives_runtimes(open: impl FnOnce() -> Arc<dyn Store>) {
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -1545,8 +1593,9 @@ fn a_sqlite_store_outlives_the_runtime_that_started_it() {
     let store = {
         let first = runtime();
         let _inside = first.enter();
-        Arc::new(SqliteStore::open(&format!("sqlite:{}", path.display())).unwrap())
+        open()
     };
+    let kind = store.info().kind;
     // Each runtime stores many deliveries at once, so the writer commits them in groups.
     let ingest = |keys: &[String]| {
         runtime().block_on(async {
@@ -1571,9 +1620,11 @@ fn a_sqlite_store_outlives_the_runtime_that_started_it() {
     keys.push(keys[0].clone());
     let second = ingest(&keys);
     drop(store);
-    remove_database(&path);
     for result in first.iter().chain(&second[1..20]) {
-        assert!(matches!(result, Ok(Ingest::Stored { .. })), "{result:?}");
+        assert!(
+            matches!(result, Ok(Ingest::Stored { .. })),
+            "{kind}: {result:?}"
+        );
     }
     // The key sent twice: stored once, the other its duplicate.
     match (&second[0], &second[20]) {
@@ -1581,8 +1632,25 @@ fn a_sqlite_store_outlives_the_runtime_that_started_it() {
         | (Ok(Ingest::Duplicate { id: dup }), Ok(Ingest::Stored { id, .. })) => {
             assert_eq!(id, dup);
         }
-        other => panic!("{other:?}"),
+        other => panic!("{kind}: {other:?}"),
     }
+}
+
+#[test]
+fn a_durable_store_outlives_the_runtime_that_started_it() {
+    let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_runtimes")));
+    outlives_runtimes(|| {
+        Arc::new(SqliteStore::open(&format!("sqlite:{}", path.display())).unwrap())
+    });
+    remove_database(&path);
+    let Some(url) = postgres_url("a_durable_store_outlives_the_runtime_that_started_it") else {
+        return;
+    };
+    let schema = unique("hs_runtimes");
+    outlives_runtimes(|| Arc::new(PostgresStore::open(&url, Some(&schema)).unwrap()));
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(drop_schema(&url, &schema));
 }
 
 /// The SQLite writer copies its WAL back into the database as it goes (after answering the group
@@ -1611,8 +1679,10 @@ async fn the_sqlite_wal_is_checkpointed_as_deliveries_arrive() {
     let database = std::fs::metadata(&path).unwrap().len();
     drop(store);
     remove_database(&path);
+    // What the last checkpoint left in the WAL (up to its 1,000 frames) is not in the database
+    // yet.
     assert!(
-        database > 20_000_000,
+        database > 10_000_000,
         "the database holds the deliveries: {database} bytes"
     );
     assert!(

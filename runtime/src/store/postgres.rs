@@ -5,13 +5,15 @@
 //! claimable by another when their lease ends. The schema is applied under an advisory lock, so
 //! instances starting together apply it once.
 
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore, mpsc, oneshot};
 
 use super::Retention;
 use super::sql::{self, JobRow, error};
@@ -65,11 +67,72 @@ const SCHEMA: &[&str] = &[
         nonce_header TEXT)",
 ];
 
+/// `hooksmith_finish(jobs, statuses, errors, delays_ms)`: records handlers' results (arrays,
+/// one element per job) and their deliveries' new status; the jobs found, one row each.
+///
+/// The jobs' rows, then their deliveries', are locked until the transaction ends (deliveries in
+/// id order): a result for another job of the same delivery waits, and the status, computed by a
+/// statement that starts once the locks are held (each statement of a PL/pgSQL function takes
+/// its own snapshot), sees every result committed before. (Computed under an `UPDATE` that
+/// waited for the row, it would see the jobs as they were when that statement began: two results
+/// arriving together left a delivery whose handlers had all succeeded `dispatched`, and never
+/// purged.) Jobs, then deliveries: the order a claim locks them in. A function, so that this is
+/// one round trip.
+fn finish_function() -> String {
+    format!(
+        "CREATE OR REPLACE FUNCTION hooksmith_finish(
+            p_jobs BIGINT[], p_statuses TEXT[], p_errors TEXT[], p_delays BIGINT[])
+         RETURNS SETOF BIGINT LANGUAGE plpgsql AS $finish$
+         DECLARE v_jobs BIGINT[]; v_deliveries BIGINT[];
+         BEGIN
+            WITH done AS (
+                UPDATE hooksmith_jobs j SET status = r.status, last_error = COALESCE(r.error, j.last_error),
+                    next_at_ms = COALESCE({DB_NOW} + r.delay, j.next_at_ms), lease_until_ms = 0
+                FROM unnest(p_jobs, p_statuses, p_errors, p_delays) AS r(id, status, error, delay)
+                WHERE j.id = r.id RETURNING j.id, j.delivery)
+            SELECT array_agg(done.id), array_agg(DISTINCT done.delivery) INTO v_jobs, v_deliveries FROM done;
+            PERFORM 1 FROM hooksmith_deliveries WHERE id = ANY(v_deliveries) ORDER BY id FOR UPDATE;
+            UPDATE hooksmith_deliveries d SET status = ({}) WHERE d.id = ANY(v_deliveries);
+            RETURN QUERY SELECT unnest(v_jobs);
+         END $finish$",
+        sql::status_case("d.id")
+    )
+}
+
 /// A [`Store`] in a PostgreSQL database.
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: PgPool,
     ready: OnceCell<()>,
+    /// The queue of the group committer (see [`dispatch`]), started by the first write and
+    /// again should the runtime that ran it be gone.
+    writes: Mutex<Option<mpsc::UnboundedSender<Write>>>,
+}
+
+/// The most writes one group statement takes, and the body bytes past which a group takes no
+/// more deliveries.
+const MAX_GROUP: usize = 128;
+const MAX_GROUP_BYTES: usize = 8 << 20;
+
+/// Groups being committed at once: while their statements wait for PostgreSQL to flush its
+/// log, the next group gathers the writes that arrive.
+const GROUPS: usize = 4;
+
+/// A write waiting for the next group statement, with where to send its result.
+#[derive(Debug)]
+enum Write {
+    Ingest(NewDelivery, oneshot::Sender<Result<Ingest, StoreError>>),
+    Finish(Finished, oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// A handler's result, as `hooksmith_finish` takes it.
+#[derive(Debug, Clone)]
+struct Finished {
+    job: i64,
+    status: &'static str,
+    error: Option<String>,
+    /// For a retry: milliseconds from now, in the database's clock.
+    delay: Option<i64>,
 }
 
 impl PostgresStore {
@@ -97,6 +160,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             ready: OnceCell::new(),
+            writes: Mutex::new(None),
         })
     }
 
@@ -149,6 +213,10 @@ impl PostgresStore {
                         .await
                         .map_err(&create)?;
                 }
+                sqlx::query(sqlx::AssertSqlSafe(finish_function()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(&create)?;
                 tx.commit().await.map_err(&create)?;
                 Ok(())
             })
@@ -167,6 +235,338 @@ impl PostgresStore {
         .map_err(error("reading jobs"))?;
         rows.iter().map(job_row).collect()
     }
+
+    /// Hands a write to the group committer and waits for its result.
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> Result<T, StoreError> {
+        self.ready().await?;
+        let (reply, result) = oneshot::channel();
+        let mut write = make(reply);
+        loop {
+            let queue = {
+                let mut writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+                match &*writes {
+                    Some(queue) if !queue.is_closed() => queue.clone(),
+                    _ => {
+                        let (queue, receiver) = mpsc::unbounded_channel();
+                        tokio::spawn(dispatch(self.pool.clone(), receiver));
+                        writes.insert(queue).clone()
+                    }
+                }
+            };
+            // Closed only if the runtime that ran the committer has shut down since: start
+            // another on this one.
+            match queue.send(write) {
+                Ok(()) => break,
+                Err(mpsc::error::SendError(back)) => write = back,
+            }
+        }
+        result
+            .await
+            .map_err(|_| StoreError("the PostgreSQL group committer stopped".into()))?
+    }
+}
+
+/// Gathers writes into groups, each committed by one statement per kind on a connection of the
+/// pool, [`GROUPS`] at a time: one statement and one log flush serve a group of deliveries, and
+/// each caller is answered once the statement holding its write has committed.
+async fn dispatch(pool: PgPool, mut writes: mpsc::UnboundedReceiver<Write>) {
+    let slots = Arc::new(Semaphore::new(GROUPS));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        // `None`: the store is gone.
+        let Some(first) = writes.recv().await else {
+            return;
+        };
+        let mut group = Vec::with_capacity(MAX_GROUP.min(writes.len() + 1));
+        let mut bytes = 0;
+        let mut next = Some(first);
+        while let Some(write) = next {
+            if let Write::Ingest(new, _) = &write {
+                bytes += new.body.len();
+            }
+            group.push(write);
+            next = if group.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
+                writes.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            commit(&pool, group).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Commits a group: its deliveries in one statement, its results in another (both at once);
+/// should a statement fail, each of its writes is committed alone, so one bad write cannot
+/// fail the others.
+async fn commit(pool: &PgPool, group: Vec<Write>) {
+    let mut ingests = Vec::new();
+    let mut finishes = Vec::new();
+    for write in group {
+        match write {
+            Write::Ingest(new, reply) => ingests.push((new, reply)),
+            Write::Finish(finished, reply) => finishes.push((finished, reply)),
+        }
+    }
+    let ingested = async {
+        if ingests.is_empty() {
+            return;
+        }
+        let news: Vec<&NewDelivery> = ingests.iter().map(|(new, _)| new).collect();
+        match ingest_group(pool, &news).await {
+            Ok(results) => {
+                for ((new, reply), result) in ingests.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result.into_ingest(new)));
+                }
+            }
+            Err(error) if ingests.len() == 1 => {
+                if let Some((_, reply)) = ingests.pop() {
+                    let _ = reply.send(Err(error));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(target: "hooksmith::store", %error, writes = ingests.len(),
+                    "a group of deliveries failed; storing them one at a time");
+                for (new, reply) in ingests {
+                    let result = ingest_group(pool, &[&new])
+                        .await
+                        .map(|mut results| results.remove(0).into_ingest(new));
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    };
+    let finished = async {
+        if finishes.is_empty() {
+            return;
+        }
+        let results: Vec<&Finished> = finishes.iter().map(|(finished, _)| finished).collect();
+        match finish_group(pool, &results).await {
+            Ok(found) => {
+                for (finished, reply) in finishes {
+                    let _ = reply.send(found_or_error(&found, &finished));
+                }
+            }
+            Err(error) if finishes.len() == 1 => {
+                if let Some((_, reply)) = finishes.pop() {
+                    let _ = reply.send(Err(error));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(target: "hooksmith::store", %error, writes = finishes.len(),
+                    "a group of results failed; recording them one at a time");
+                for (finished, reply) in finishes {
+                    let result = finish_group(pool, &[&finished])
+                        .await
+                        .and_then(|found| found_or_error(&found, &finished));
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    };
+    tokio::join!(ingested, finished);
+}
+
+fn found_or_error(found: &[i64], finished: &Finished) -> Result<(), StoreError> {
+    if found.contains(&finished.job) {
+        Ok(())
+    } else {
+        Err(StoreError(format!("no job {}", finished.job)))
+    }
+}
+
+/// What one delivery of a group became.
+enum Grouped {
+    Stored { id: i64, jobs: Vec<i64> },
+    Duplicate { id: i64 },
+}
+
+impl Grouped {
+    fn into_ingest(self, new: NewDelivery) -> Ingest {
+        match self {
+            Grouped::Stored { id, jobs } => new.stored(id, jobs),
+            Grouped::Duplicate { id } => Ingest::Duplicate { id },
+        }
+    }
+}
+
+/// Stores a group of deliveries in one statement (its own transaction): each key is claimed
+/// with a delivery id drawn beforehand, and a delivery and its jobs are inserted only if its key
+/// was new. A key another transaction is inserting makes this one wait for it, then skip that
+/// delivery: a duplicate. Keys are claimed in their order, so two groups never wait for each
+/// other's keys in a cycle; ids are drawn in the order the deliveries arrived.
+async fn ingest_group(pool: &PgPool, group: &[&NewDelivery]) -> Result<Vec<Grouped>, StoreError> {
+    let write = error("storing deliveries");
+    // Each delivery's place among the group's distinct keys, and whether it is the first of its
+    // key: a key twice in the group makes the second the first's duplicate.
+    let mut first: HashMap<&str, usize> = HashMap::with_capacity(group.len());
+    let mut places = Vec::with_capacity(group.len());
+    let mut unique = Vec::with_capacity(group.len());
+    for new in group {
+        match first.entry(new.key.as_str()) {
+            Entry::Occupied(seen) => places.push((*seen.get(), false)),
+            Entry::Vacant(slot) => {
+                places.push((*slot.insert(unique.len()), true));
+                unique.push(*new);
+            }
+        }
+    }
+    let column = |f: fn(&NewDelivery) -> &str| unique.iter().map(|n| f(n)).collect::<Vec<_>>();
+    let headers: Vec<String> = unique
+        .iter()
+        .map(|n| sql::encode_headers(&n.headers))
+        .collect();
+    let bodies: Vec<&[u8]> = unique.iter().map(|n| n.body.as_ref()).collect();
+    let received: Vec<i64> = unique.iter().map(|n| n.received_at_ms).collect();
+    let statuses: Vec<&str> = unique
+        .iter()
+        .map(|n| sql::initial_status(&n.jobs))
+        .collect();
+    let connections: Vec<Option<&str>> = unique.iter().map(|n| n.connection.as_deref()).collect();
+    // The jobs of every delivery, each with its delivery's place in the group (from 1).
+    let jobs = || {
+        unique
+            .iter()
+            .zip(1_i64..)
+            .flat_map(|(new, n)| new.jobs.iter().map(move |job| (n, job)))
+    };
+    let job_deliveries: Vec<i64> = jobs().map(|(n, _)| n).collect();
+    let handlers: Vec<&str> = jobs().map(|(_, j)| j.handler.as_str()).collect();
+    let max_attempts: Vec<i32> = jobs()
+        .map(|(_, j)| i32::try_from(j.max_attempts).unwrap_or(i32::MAX))
+        .collect();
+    let leases: Vec<Option<i64>> = jobs().map(|(_, j)| j.claimed_for_ms).collect();
+    let order_keys: Vec<Option<&str>> = jobs().map(|(_, j)| j.order_key.as_deref()).collect();
+    let statement = format!(
+        "WITH input AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                 $6::text[], $7::bytea[], $8::bigint[], $9::text[])
+            WITH ORDINALITY AS t(idem_key, endpoint, connection, event, delivery_id, headers, body, received_at_ms, status, n)),
+         drawn AS (
+            SELECT n, idem_key, received_at_ms,
+                   nextval(pg_get_serial_sequence('hooksmith_deliveries', 'id')) AS id
+            FROM (SELECT n, idem_key, received_at_ms FROM input ORDER BY n) arrived),
+         claimed AS (
+            INSERT INTO hooksmith_keys (idem_key, delivery, seen_at_ms)
+            SELECT idem_key, id, received_at_ms FROM drawn ORDER BY idem_key
+            ON CONFLICT DO NOTHING RETURNING delivery),
+         stored AS (
+            INSERT INTO hooksmith_deliveries (id, idem_key, endpoint, connection, event, delivery_id, headers, body, received_at_ms, status)
+            SELECT d.id, i.idem_key, i.endpoint, i.connection, i.event, i.delivery_id, i.headers, i.body, i.received_at_ms, i.status
+            FROM input i JOIN drawn d ON d.n = i.n JOIN claimed c ON c.delivery = d.id
+            ORDER BY d.id RETURNING id),
+         jobs AS (
+            INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms, order_key)
+            SELECT s.id, j.h, CASE WHEN j.l IS NULL THEN 'pending' ELSE 'running' END,
+                   CASE WHEN j.l IS NULL THEN 0 ELSE 1 END, j.m, {DB_NOW}, COALESCE({DB_NOW} + j.l, 0), j.o
+            FROM unnest($10::bigint[], $11::text[], $12::int[], $13::bigint[], $14::text[])
+                 WITH ORDINALITY AS j(n, h, m, l, o, k)
+            JOIN drawn d ON d.n = j.n JOIN stored s ON s.id = d.id
+            ORDER BY j.k RETURNING id, delivery)
+         SELECT d.n, s.id, COALESCE((SELECT array_agg(jobs.id ORDER BY jobs.id) FROM jobs
+                                     WHERE jobs.delivery = s.id), '{{}}') AS jobs
+         FROM drawn d LEFT JOIN stored s ON s.id = d.id ORDER BY d.n"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(statement))
+        .bind(column(|n| &n.key))
+        .bind(column(|n| &n.endpoint))
+        .bind(&connections)
+        .bind(column(|n| &n.event))
+        .bind(column(|n| &n.delivery_id))
+        .bind(&headers)
+        .bind(&bodies)
+        .bind(&received)
+        .bind(&statuses)
+        .bind(&job_deliveries)
+        .bind(&handlers)
+        .bind(&max_attempts)
+        .bind(&leases)
+        .bind(&order_keys)
+        .fetch_all(pool)
+        .await
+        .map_err(&write)?;
+    if rows.len() != unique.len() {
+        return Err(StoreError(format!(
+            "storing deliveries: {} rows for {} deliveries",
+            rows.len(),
+            unique.len()
+        )));
+    }
+    // Per distinct key: the delivery's id, and its jobs if this statement stored it.
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut stored = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: Option<i64> = row.try_get("id").map_err(&write)?;
+        ids.push(id);
+        stored.push(match id {
+            Some(_) => Some(row.try_get::<Vec<i64>, _>("jobs").map_err(&write)?),
+            None => None,
+        });
+    }
+    let known: Vec<&str> = (0..unique.len())
+        .filter(|&i| stored[i].is_none())
+        .map(|i| unique[i].key.as_str())
+        .collect();
+    if !known.is_empty() {
+        // Keys that were there: committed before this statement, or by a transaction it waited
+        // for.
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT idem_key, delivery FROM hooksmith_keys WHERE idem_key = ANY($1)",
+        )
+        .bind(&known)
+        .fetch_all(pool)
+        .await
+        .map_err(&write)?;
+        for (key, id) in rows {
+            ids[first[key.as_str()]] = Some(id);
+        }
+    }
+    places
+        .into_iter()
+        .map(|(i, first)| {
+            let id = ids[i].ok_or_else(|| {
+                StoreError(format!(
+                    "storing deliveries: key {} vanished",
+                    unique[i].key
+                ))
+            })?;
+            // The first of a key takes its jobs, so a second finds none: a duplicate.
+            Ok(match stored[i].take() {
+                Some(jobs) if first => Grouped::Stored { id, jobs },
+                _ => Grouped::Duplicate { id },
+            })
+        })
+        .collect()
+}
+
+/// Records a group of handler results with `hooksmith_finish` (see [`finish_function`]): the
+/// jobs that were found.
+async fn finish_group(pool: &PgPool, group: &[&Finished]) -> Result<Vec<i64>, StoreError> {
+    // By job, so that groups lock jobs in one order; a job twice keeps its last result.
+    let mut by_job: BTreeMap<i64, &Finished> = BTreeMap::new();
+    for finished in group {
+        by_job.insert(finished.job, finished);
+    }
+    let jobs: Vec<i64> = by_job.keys().copied().collect();
+    let statuses: Vec<&str> = by_job.values().map(|f| f.status).collect();
+    let errors: Vec<Option<&str>> = by_job.values().map(|f| f.error.as_deref()).collect();
+    let delays: Vec<Option<i64>> = by_job.values().map(|f| f.delay).collect();
+    sqlx::query_scalar("SELECT hooksmith_finish($1, $2, $3, $4)")
+        .bind(&jobs)
+        .bind(&statuses)
+        .bind(&errors)
+        .bind(&delays)
+        .fetch_all(pool)
+        .await
+        .map_err(error("recording results"))
 }
 
 sql::row_readers!(PgRow);
@@ -180,71 +580,7 @@ impl Store for PostgresStore {
     }
 
     fn ingest(&self, new: NewDelivery) -> StoreFuture<'_, Ingest> {
-        Box::pin(async move {
-            self.ready().await?;
-            let write = error("storing a delivery");
-            let handlers: Vec<&str> = new.jobs.iter().map(|j| j.handler.as_str()).collect();
-            let max_attempts: Vec<i32> = new
-                .jobs
-                .iter()
-                .map(|j| i32::try_from(j.max_attempts).unwrap_or(i32::MAX))
-                .collect();
-            let leases: Vec<Option<i64>> = new.jobs.iter().map(|j| j.claimed_for_ms).collect();
-            let order_keys: Vec<Option<&str>> =
-                new.jobs.iter().map(|j| j.order_key.as_deref()).collect();
-            // One statement, so one round trip and its own transaction: the key is claimed with
-            // the delivery's id drawn beforehand, and the delivery and its jobs are inserted only
-            // if the key was new. A key another transaction is inserting makes this one wait for
-            // it, then insert nothing: a duplicate.
-            let ingest = format!(
-                "WITH drawn AS (SELECT nextval(pg_get_serial_sequence('hooksmith_deliveries', 'id')) AS id),
-                 claimed AS (
-                    INSERT INTO hooksmith_keys (idem_key, delivery, seen_at_ms)
-                    SELECT $1, id, $8 FROM drawn
-                    ON CONFLICT DO NOTHING RETURNING delivery),
-                 stored AS (
-                    INSERT INTO hooksmith_deliveries (id, idem_key, endpoint, connection, event, delivery_id, headers, body, received_at_ms, status)
-                    SELECT delivery, $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM claimed RETURNING id),
-                 jobs AS (
-                    INSERT INTO hooksmith_jobs (delivery, handler, status, attempts, max_attempts, next_at_ms, lease_until_ms, order_key)
-                    SELECT stored.id, h, CASE WHEN l IS NULL THEN 'pending' ELSE 'running' END,
-                           CASE WHEN l IS NULL THEN 0 ELSE 1 END, m, {DB_NOW}, COALESCE({DB_NOW} + l, 0), o
-                    FROM stored, unnest($10::text[], $11::int[], $12::bigint[], $13::text[]) WITH ORDINALITY AS t(h, m, l, o, n)
-                    ORDER BY n RETURNING id)
-                 SELECT (SELECT id FROM stored) AS id, ARRAY(SELECT id FROM jobs ORDER BY id) AS jobs"
-            );
-            let row = sqlx::query(sqlx::AssertSqlSafe(ingest))
-                .bind(&new.key)
-                .bind(&new.endpoint)
-                .bind(&new.connection)
-                .bind(&new.event)
-                .bind(&new.delivery_id)
-                .bind(sql::encode_headers(&new.headers))
-                .bind(new.body.as_ref())
-                .bind(new.received_at_ms)
-                .bind(sql::initial_status(&new.jobs))
-                .bind(&handlers)
-                .bind(&max_attempts)
-                .bind(&leases)
-                .bind(&order_keys)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(&write)?;
-            let id: Option<i64> = row.try_get("id").map_err(&write)?;
-            let Some(id) = id else {
-                // The key was there: committed before this statement, or by the transaction it
-                // waited for.
-                let id: i64 =
-                    sqlx::query_scalar("SELECT delivery FROM hooksmith_keys WHERE idem_key = $1")
-                        .bind(&new.key)
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err(&write)?;
-                return Ok(Ingest::Duplicate { id });
-            };
-            let jobs: Vec<i64> = row.try_get("jobs").map_err(&write)?;
-            Ok(new.stored(id, jobs))
-        })
+        Box::pin(self.write(|reply| Write::Ingest(new, reply)))
     }
 
     fn claim(&self, limit: usize, lease_ms: i64, _now_ms: i64) -> StoreFuture<'_, Vec<ClaimedJob>> {
@@ -340,59 +676,28 @@ impl Store for PostgresStore {
     }
 
     fn finish(&self, job: i64, result: JobResult, now_ms: i64) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            self.ready().await?;
-            let write = error("recording a job's result");
-            let (status, last_error, delay) = match result {
-                JobResult::Succeeded => ("succeeded", None, None),
-                JobResult::Failed {
-                    error,
-                    retry_at_ms: Some(at),
-                } => (
-                    "retrying",
-                    Some(error),
-                    Some(at.saturating_sub(now_ms).max(0)),
-                ),
-                JobResult::Failed {
-                    error,
-                    retry_at_ms: None,
-                } => ("dead", Some(error), None),
-            };
-            let mut tx = self.pool.begin().await.map_err(&write)?;
-            // The job's row, then its delivery's, locked until the commit: a result for another
-            // job of the same delivery waits here, and the status below, computed by a statement
-            // that starts once the lock is held, sees every result committed before. (Computed
-            // under an `UPDATE` that waited for the row, it would see the jobs as they were when
-            // that statement began: two results arriving together left a delivery whose handlers
-            // had all succeeded `dispatched`, and never purged.) Jobs, then deliveries: the order
-            // a claim locks them in.
-            let update = format!(
-                "WITH job AS (
-                    UPDATE hooksmith_jobs SET status = $1, last_error = COALESCE($2, last_error),
-                        next_at_ms = COALESCE({DB_NOW} + $3, next_at_ms), lease_until_ms = 0
-                    WHERE id = $4 RETURNING delivery)
-                 SELECT d.id FROM hooksmith_deliveries d JOIN job ON d.id = job.delivery FOR UPDATE OF d"
-            );
-            let delivery: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(update))
-                .bind(status)
-                .bind(last_error)
-                .bind(delay)
-                .bind(job)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(&write)?;
-            let delivery = delivery.ok_or_else(|| StoreError(format!("no job {job}")))?;
-            let update = format!(
-                "UPDATE hooksmith_deliveries SET status = ({}) WHERE id = $1",
-                sql::status_case("$1")
-            );
-            sqlx::query(sqlx::AssertSqlSafe(update))
-                .bind(delivery)
-                .execute(&mut *tx)
-                .await
-                .map_err(&write)?;
-            tx.commit().await.map_err(&write)
-        })
+        let (status, error, delay) = match result {
+            JobResult::Succeeded => ("succeeded", None, None),
+            JobResult::Failed {
+                error,
+                retry_at_ms: Some(at),
+            } => (
+                "retrying",
+                Some(error),
+                Some(at.saturating_sub(now_ms).max(0)),
+            ),
+            JobResult::Failed {
+                error,
+                retry_at_ms: None,
+            } => ("dead", Some(error), None),
+        };
+        let finished = Finished {
+            job,
+            status,
+            error,
+            delay,
+        };
+        Box::pin(self.write(|reply| Write::Finish(finished, reply)))
     }
 
     fn replay(
