@@ -3,7 +3,9 @@
 //! De-duplication is a unique key; jobs are claimed with `FOR UPDATE SKIP LOCKED` under a lease
 //! measured in the database's clock (never an instance's), so a crashed instance's jobs become
 //! claimable by another when their lease ends. The schema is applied under an advisory lock, so
-//! instances starting together apply it once.
+//! instances starting together apply it once. Deliveries and handler results are committed in
+//! groups (see [`dispatch`]): one statement stores many deliveries, one function call records
+//! many results.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
