@@ -59,6 +59,10 @@ struct Args {
         default_values = ["hand-written", "memory", "hand-written-sqlite", "sqlite"]
     )]
     targets: Vec<Target>,
+    /// The PostgreSQL database for the `postgres` and `hand-written-postgres` targets (each run
+    /// in a schema of its own, dropped after it), e.g. `postgres://postgres@127.0.0.1:5432/test`.
+    #[arg(long, env = "HOOKSMITH_BENCH_POSTGRES_URL")]
+    postgres: Option<String>,
     /// Do not pin the server and the load generator to separate CPUs.
     #[arg(long)]
     no_pin: bool,
@@ -115,6 +119,10 @@ pub(crate) enum Target {
     Memory,
     /// The quickstart on a SQLite file.
     Sqlite,
+    /// The hand-written receiver inserting each delivery into PostgreSQL before answering.
+    HandWrittenPostgres,
+    /// The quickstart on PostgreSQL.
+    Postgres,
 }
 
 impl Target {
@@ -124,11 +132,19 @@ impl Target {
             Target::HandWrittenSqlite => "hand-written-sqlite",
             Target::Memory => "memory",
             Target::Sqlite => "sqlite",
+            Target::HandWrittenPostgres => "hand-written-postgres",
+            Target::Postgres => "postgres",
         }
+    }
+
+    fn postgres(self) -> bool {
+        matches!(self, Target::HandWrittenPostgres | Target::Postgres)
     }
 }
 
 const PINNED: &str = "HOOKSMITH_BENCH_PINNED";
+/// (internal) The schema a PostgreSQL target's server runs in.
+const SCHEMA: &str = "HOOKSMITH_BENCH_SCHEMA";
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -161,6 +177,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn compare(args: &Args, pin: bool) -> anyhow::Result<()> {
+    if args.postgres.is_none() && args.targets.iter().any(|t| t.postgres()) {
+        anyhow::bail!(
+            "the postgres targets need a database: --postgres URL or HOOKSMITH_BENCH_POSTGRES_URL"
+        );
+    }
     let cells: Vec<Cell> = args
         .sizes
         .iter()
@@ -213,7 +234,7 @@ async fn measure(
     pin: bool,
     run: usize,
 ) -> anyhow::Result<Measurement> {
-    let server = Server::start(target, pin)?;
+    let server = Server::start(target, pin, args.postgres.as_deref())?;
     let prefix = format!("{}-{run}-{}", std::process::id(), server.child.id());
     let load = load::Load::start(server.addr, cell.connections, payload, prefix).await?;
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
@@ -226,7 +247,7 @@ async fn measure(
     let after = server.handled().await;
     let window = load.finish().await?;
     let rss_kib = server.peak_rss_kib();
-    server.stop();
+    server.stop().await;
     Ok(Measurement {
         run,
         target,
@@ -256,6 +277,8 @@ struct Server {
     addr: std::net::SocketAddr,
     target: Target,
     db: Option<std::path::PathBuf>,
+    /// The database and the schema of this run, for the PostgreSQL targets.
+    schema: Option<(String, String)>,
 }
 
 /// Counters read from a hooksmith server's `/metrics`.
@@ -268,7 +291,7 @@ pub(crate) struct Counters {
 }
 
 impl Server {
-    fn start(target: Target, pin: bool) -> anyhow::Result<Self> {
+    fn start(target: Target, pin: bool, postgres: Option<&str>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let mut command = if pin {
             let mut c = Command::new("taskset");
@@ -284,14 +307,30 @@ impl Server {
                 unique()
             ))
         });
-        let store = match &db {
-            Some(path) => format!("sqlite:{}", path.display()),
-            None => "memory".to_owned(),
+        let schema = match postgres {
+            Some(url) if target.postgres() => Some((
+                url.to_owned(),
+                format!("hooksmith_bench_{}_{}", std::process::id(), unique()),
+            )),
+            _ => None,
+        };
+        let store = match (&db, &schema) {
+            (Some(path), _) => format!("sqlite:{}", path.display()),
+            // The run's schema first on the search path of every connection.
+            (None, Some((url, schema))) => format!(
+                "{url}{}options=-c%20search_path%3D{schema}",
+                if url.contains('?') { '&' } else { '?' }
+            ),
+            (None, None) => "memory".to_owned(),
         };
         let mut child = command
             .args(["serve", target.name()])
             .env("GITHUB_WEBHOOK_SECRET", SECRET)
             .env("HOOKSMITH_STORE", store)
+            .env(
+                SCHEMA,
+                schema.as_ref().map_or("", |(_, schema)| schema.as_str()),
+            )
             .env_remove(PINNED)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -310,11 +349,15 @@ impl Server {
             addr,
             target,
             db,
+            schema,
         })
     }
 
     async fn handled(&self) -> Option<Counters> {
-        if matches!(self.target, Target::HandWritten | Target::HandWrittenSqlite) {
+        if matches!(
+            self.target,
+            Target::HandWritten | Target::HandWrittenSqlite | Target::HandWrittenPostgres
+        ) {
             return None;
         }
         let text = report::get(self.addr, "/metrics").await.ok()?;
@@ -333,12 +376,25 @@ impl Server {
             .unwrap_or(0)
     }
 
-    fn stop(mut self) {
+    async fn stop(mut self) {
         drop(self.child.stdin.take());
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(db) = &self.db {
             remove_sqlite_files(db);
+        }
+        if let Some((url, schema)) = &self.schema {
+            let dropped = async {
+                let pool = sqlx::PgPool::connect(url).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                )))
+                .execute(&pool)
+                .await
+            };
+            if let Err(error) = dropped.await {
+                eprintln!("  could not drop the run's schema {schema}: {error}");
+            }
         }
     }
 }
@@ -402,7 +458,18 @@ fn serve(target: Target) -> anyhow::Result<()> {
                     .with_graceful_shutdown(stdin_closed)
                     .await?;
             }
-            Target::Memory | Target::Sqlite => {
+            Target::HandWrittenPostgres => {
+                let url = std::env::var("HOOKSMITH_STORE").unwrap_or_default();
+                let schema = std::env::var(SCHEMA).unwrap_or_default();
+                if !url.starts_with("postgres") || schema.is_empty() {
+                    anyhow::bail!("HOOKSMITH_STORE=postgres://… and {SCHEMA} are not set");
+                }
+                let router = baseline::durable_router_postgres(SECRET, &url, &schema).await?;
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stdin_closed)
+                    .await?;
+            }
+            Target::Memory | Target::Sqlite | Target::Postgres => {
                 let app = quickstart::builder()?.dev_secrets(true).build()?;
                 app.serve_on(listener, stdin_closed).await?;
             }

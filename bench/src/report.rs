@@ -190,6 +190,23 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
                     false,
                 ));
             }
+            // The durable stores against the hand-written receiver made durable the same way.
+            let durable = match target {
+                Target::Sqlite => Some(Target::HandWrittenSqlite),
+                Target::Postgres => Some(Target::HandWrittenPostgres),
+                _ => None,
+            };
+            if let Some(reference) = durable
+                && let Some(ratio) = paired(results, cell, target, reference, |m| m.rate)
+            {
+                ratios.push(format!(
+                    "{}÷{} {}B×{} {ratio:.2}×",
+                    target.name(),
+                    reference.name(),
+                    cell.body_len,
+                    cell.connections,
+                ));
+            }
             let Some(base) = &base else { continue };
             if target == Target::HandWritten {
                 continue;
@@ -202,15 +219,6 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
                 cell.connections,
                 ratio
             ));
-            if target == Target::Sqlite
-                && let Some(durable) =
-                    paired(results, cell, target, Target::HandWrittenSqlite, |m| m.rate)
-            {
-                ratios.push(format!(
-                    "sqlite÷hand-written-sqlite {}B×{} {durable:.2}×",
-                    cell.body_len, cell.connections,
-                ));
-            }
             if cell.connections != 64 {
                 continue;
             }

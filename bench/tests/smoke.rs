@@ -5,7 +5,17 @@ use std::process::Command;
 
 #[test]
 fn a_tiny_run_drives_every_target_without_errors() {
-    let out = Command::new(env!("CARGO_BIN_EXE_hooksmith-bench"))
+    let mut targets = vec!["hand-written", "memory", "hand-written-sqlite", "sqlite"];
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hooksmith-bench"));
+    match std::env::var("HOOKSMITH_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => {
+            targets.extend(["hand-written-postgres", "postgres"]);
+            command.args(["--postgres", &url]);
+        }
+        _ => eprintln!("the postgres targets skipped: HOOKSMITH_TEST_POSTGRES_URL is not set"),
+    }
+    let out = command
+        .args(["--targets", &targets.join(",")])
         .args([
             "--runs",
             "1",
@@ -27,7 +37,7 @@ fn a_tiny_run_drives_every_target_without_errors() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for target in ["hand-written", "memory", "hand-written-sqlite", "sqlite"] {
+    for target in targets {
         let line = stdout
             .lines()
             .find(|l| l.contains("run 1:") && l.split_whitespace().any(|word| word == target))
