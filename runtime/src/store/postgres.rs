@@ -111,6 +111,9 @@ pub struct PostgresStore {
     writes: Mutex<Option<mpsc::UnboundedSender<Write>>>,
 }
 
+/// The pool's connections.
+const CONNECTIONS: u32 = 16;
+
 /// The most writes one group statement takes, and the body bytes past which a group takes no
 /// more deliveries.
 const MAX_GROUP: usize = 128;
@@ -158,7 +161,7 @@ impl PostgresStore {
             options = options.options([("search_path", schema)]);
         }
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(CONNECTIONS)
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy_with(options);
         Ok(Self {
@@ -308,9 +311,13 @@ async fn dispatch(pool: PgPool, mut writes: mpsc::UnboundedReceiver<Write>) {
     }
 }
 
-/// Commits a group: its deliveries in one statement, its results in another (both at once);
-/// should a statement fail, each of its writes is committed alone, so one bad write cannot
-/// fail the others.
+/// Commits a group: its deliveries in one statement, its results in another (both at once).
+/// Should the database refuse a statement, each of its writes is committed alone (all at once),
+/// so one bad write cannot fail the others. A connection that broke since the pool last used it
+/// (the database restarted, or the runtime that opened it is gone) fails its statement and is
+/// dropped: results are recorded again on the next, up to as many times as the pool has
+/// connections. Otherwise every write of the group fails with the error at once, rather than
+/// each waiting in turn for a connection.
 async fn commit(pool: &PgPool, group: Vec<Write>) {
     let mut ingests = Vec::new();
     let mut finishes = Vec::new();
@@ -325,26 +332,35 @@ async fn commit(pool: &PgPool, group: Vec<Write>) {
             return;
         }
         let news: Vec<&NewDelivery> = ingests.iter().map(|(new, _)| new).collect();
+        // Not tried again on a broken connection: the statement may have committed before the
+        // connection broke, and would then find its own keys. The providers send again, and
+        // are answered as for a duplicate.
         match ingest_group(pool, &news).await {
             Ok(results) => {
                 for ((new, reply), result) in ingests.into_iter().zip(results) {
                     let _ = reply.send(Ok(result.into_ingest(new)));
                 }
             }
-            Err(error) if ingests.len() == 1 => {
-                if let Some((_, reply)) = ingests.pop() {
-                    let _ = reply.send(Err(error));
+            Err(failed) if ingests.len() == 1 || failed.kind != Failure::Refused => {
+                for (_, reply) in ingests {
+                    let _ = reply.send(Err(StoreError(failed.error.0.clone())));
                 }
             }
-            Err(error) => {
-                tracing::warn!(target: "hooksmith::store", %error, writes = ingests.len(),
-                    "a group of deliveries failed; storing them one at a time");
+            Err(failed) => {
+                tracing::warn!(target: "hooksmith::store", error = %failed.error, writes = ingests.len(),
+                    "a group of deliveries was refused; storing them one at a time");
+                let mut alone = tokio::task::JoinSet::new();
                 for (new, reply) in ingests {
-                    let result = ingest_group(pool, &[&new])
-                        .await
-                        .map(|mut results| results.remove(0).into_ingest(new));
-                    let _ = reply.send(result);
+                    let pool = pool.clone();
+                    alone.spawn(async move {
+                        let result = ingest_group(&pool, &[&new])
+                            .await
+                            .map(|mut results| results.remove(0).into_ingest(new))
+                            .map_err(|failed| failed.error);
+                        let _ = reply.send(result);
+                    });
                 }
+                while alone.join_next().await.is_some() {}
             }
         }
     };
@@ -353,30 +369,75 @@ async fn commit(pool: &PgPool, group: Vec<Write>) {
             return;
         }
         let results: Vec<&Finished> = finishes.iter().map(|(finished, _)| finished).collect();
-        match finish_group(pool, &results).await {
+        // A result recorded twice is recorded once: on a broken connection, tried again.
+        let mut outcome = finish_group(pool, &results).await;
+        for _ in 0..CONNECTIONS {
+            if !matches!(&outcome, Err(failed) if failed.kind == Failure::Broken) {
+                break;
+            }
+            outcome = finish_group(pool, &results).await;
+        }
+        match outcome {
             Ok(found) => {
                 for (finished, reply) in finishes {
                     let _ = reply.send(found_or_error(&found, &finished));
                 }
             }
-            Err(error) if finishes.len() == 1 => {
-                if let Some((_, reply)) = finishes.pop() {
-                    let _ = reply.send(Err(error));
+            Err(failed) if finishes.len() == 1 || failed.kind != Failure::Refused => {
+                for (_, reply) in finishes {
+                    let _ = reply.send(Err(StoreError(failed.error.0.clone())));
                 }
             }
-            Err(error) => {
-                tracing::warn!(target: "hooksmith::store", %error, writes = finishes.len(),
-                    "a group of results failed; recording them one at a time");
+            Err(failed) => {
+                tracing::warn!(target: "hooksmith::store", error = %failed.error, writes = finishes.len(),
+                    "a group of results was refused; recording them one at a time");
+                let mut alone = tokio::task::JoinSet::new();
                 for (finished, reply) in finishes {
-                    let result = finish_group(pool, &[&finished])
-                        .await
-                        .and_then(|found| found_or_error(&found, &finished));
-                    let _ = reply.send(result);
+                    let pool = pool.clone();
+                    alone.spawn(async move {
+                        let result = match finish_group(&pool, &[&finished]).await {
+                            Ok(found) => found_or_error(&found, &finished),
+                            Err(failed) => Err(failed.error),
+                        };
+                        let _ = reply.send(result);
+                    });
                 }
+                while alone.join_next().await.is_some() {}
             }
         }
     };
     tokio::join!(ingested, finished);
+}
+
+/// A group's statement that failed, and why.
+struct Failed {
+    error: StoreError,
+    kind: Failure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The database refused the statement (a constraint, a trigger, a value it cannot take): one
+    /// write of the group may be to blame, so each is tried alone.
+    Refused,
+    /// The connection failed (the pool drops it): the statement may succeed on another, or
+    /// may have committed before the connection broke.
+    Broken,
+    /// No connection could be had (the writes alone would not get one either), or the answer
+    /// made no sense.
+    Unreachable,
+}
+
+/// [`error`] for a group's statements.
+fn failed(what: &'static str) -> impl Fn(sqlx::Error) -> Failed {
+    move |error| Failed {
+        kind: match error {
+            sqlx::Error::Database(_) => Failure::Refused,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => Failure::Unreachable,
+            _ => Failure::Broken,
+        },
+        error: StoreError(format!("{what}: {error}")),
+    }
 }
 
 fn found_or_error(found: &[i64], finished: &Finished) -> Result<(), StoreError> {
@@ -407,8 +468,8 @@ impl Grouped {
 /// was new. A key another transaction is inserting makes this one wait for it, then skip that
 /// delivery: a duplicate. Keys are claimed in their order, so two groups never wait for each
 /// other's keys in a cycle; ids are drawn in the order the deliveries arrived.
-async fn ingest_group(pool: &PgPool, group: &[&NewDelivery]) -> Result<Vec<Grouped>, StoreError> {
-    let write = error("storing deliveries");
+async fn ingest_group(pool: &PgPool, group: &[&NewDelivery]) -> Result<Vec<Grouped>, Failed> {
+    let write = failed("storing deliveries");
     // Each delivery's place among the group's distinct keys, and whether it is the first of its
     // key: a key twice in the group makes the second the first's duplicate.
     let mut first: HashMap<&str, usize> = HashMap::with_capacity(group.len());
@@ -498,11 +559,15 @@ async fn ingest_group(pool: &PgPool, group: &[&NewDelivery]) -> Result<Vec<Group
         .await
         .map_err(&write)?;
     if rows.len() != unique.len() {
-        return Err(StoreError(format!(
-            "storing deliveries: {} rows for {} deliveries",
-            rows.len(),
-            unique.len()
-        )));
+        // An answer this code does not expect: every write fails with it.
+        return Err(Failed {
+            error: StoreError(format!(
+                "storing deliveries: {} rows for {} deliveries",
+                rows.len(),
+                unique.len()
+            )),
+            kind: Failure::Unreachable,
+        });
     }
     // Per distinct key: the delivery's id, and its jobs if this statement stored it.
     let mut ids = Vec::with_capacity(rows.len());
@@ -536,11 +601,13 @@ async fn ingest_group(pool: &PgPool, group: &[&NewDelivery]) -> Result<Vec<Group
     places
         .into_iter()
         .map(|(i, first)| {
-            let id = ids[i].ok_or_else(|| {
-                StoreError(format!(
+            // Purged between the statement and the look-up: alone, the delivery is new again.
+            let id = ids[i].ok_or_else(|| Failed {
+                error: StoreError(format!(
                     "storing deliveries: key {} vanished",
                     unique[i].key
-                ))
+                )),
+                kind: Failure::Refused,
             })?;
             // The first of a key takes its jobs, so a second finds none: a duplicate.
             Ok(match stored[i].take() {
@@ -553,7 +620,7 @@ async fn ingest_group(pool: &PgPool, group: &[&NewDelivery]) -> Result<Vec<Group
 
 /// Records a group of handler results with `hooksmith_finish` (see [`finish_function`]): the
 /// jobs that were found.
-async fn finish_group(pool: &PgPool, group: &[&Finished]) -> Result<Vec<i64>, StoreError> {
+async fn finish_group(pool: &PgPool, group: &[&Finished]) -> Result<Vec<i64>, Failed> {
     // By job, so that groups lock jobs in one order; a job twice keeps its last result.
     let mut by_job: BTreeMap<i64, &Finished> = BTreeMap::new();
     for finished in group {
@@ -570,7 +637,7 @@ async fn finish_group(pool: &PgPool, group: &[&Finished]) -> Result<Vec<i64>, St
         .bind(&delays)
         .fetch_all(pool)
         .await
-        .map_err(error("recording results"))
+        .map_err(failed("recording results"))
 }
 
 sql::row_readers!(PgRow);
