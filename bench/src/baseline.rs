@@ -219,29 +219,24 @@ async fn github_durable(
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    // SQLite numbers `$1`… by their order, as PostgreSQL does.
+    const INSERT: &str = "INSERT INTO deliveries (delivery_id, action, body, received_at_ms)
+        VALUES ($1, $2, $3, $4) ON CONFLICT (delivery_id) DO NOTHING";
+    macro_rules! insert {
+        ($db:expr) => {
+            sqlx::query(INSERT)
+                .bind(id)
+                .bind(event.action.as_ref())
+                .bind(&body[..])
+                .bind(now_ms)
+                .execute($db)
+                .await
+                .map(|done| done.rows_affected())
+        };
+    }
     let stored = match &receiver.db {
-        Database::Sqlite(db) => sqlx::query(
-            "INSERT INTO deliveries (delivery_id, action, body, received_at_ms) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (delivery_id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(event.action.as_ref())
-        .bind(&body[..])
-        .bind(now_ms)
-        .execute(db)
-        .await
-        .map(|done| done.rows_affected()),
-        Database::Postgres(db) => sqlx::query(
-            "INSERT INTO deliveries (delivery_id, action, body, received_at_ms) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (delivery_id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(event.action.as_ref())
-        .bind(&body[..])
-        .bind(now_ms)
-        .execute(db)
-        .await
-        .map(|done| done.rows_affected()),
+        Database::Sqlite(db) => insert!(db),
+        Database::Postgres(db) => insert!(db),
     };
     match stored {
         // A retry of a delivery already stored: nothing more to do.
