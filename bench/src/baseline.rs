@@ -153,7 +153,6 @@ pub(crate) async fn durable_router_postgres(
     url: &str,
     schema: &str,
 ) -> anyhow::Result<Router> {
-    let key = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
     let db = sqlx::postgres::PgPoolOptions::new()
         .max_connections(16)
         .connect(url)
@@ -168,17 +167,11 @@ pub(crate) async fn durable_router_postgres(
     )))
     .execute(&db)
     .await?;
-    Ok(Router::new()
-        .route("/hooks/github", post(github_durable))
-        .with_state(DurableReceiver {
-            key: Arc::new(key),
-            db: Database::Postgres(db),
-        }))
+    Ok(durable(secret, Database::Postgres(db)))
 }
 
 /// The durable hand-written receiver's router on the SQLite file at `path`: `POST /hooks/github`.
 pub(crate) async fn durable_router(secret: &str, path: &Path) -> anyhow::Result<Router> {
-    let key = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -198,12 +191,18 @@ pub(crate) async fn durable_router(secret: &str, path: &Path) -> anyhow::Result<
     )
     .execute(&db)
     .await?;
-    Ok(Router::new()
+    Ok(durable(secret, Database::Sqlite(db)))
+}
+
+/// The durable receiver's router on `db`.
+fn durable(secret: &str, db: Database) -> Router {
+    let key = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    Router::new()
         .route("/hooks/github", post(github_durable))
         .with_state(DurableReceiver {
             key: Arc::new(key),
-            db: Database::Sqlite(db),
-        }))
+            db,
+        })
 }
 
 async fn github_durable(

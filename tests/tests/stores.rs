@@ -859,6 +859,16 @@ async fn failed_group(store: Arc<dyn Store>, release: impl Future<Output = ()>) 
     assert_eq!(stored, 81, "every delivery but the refused one is stored");
 }
 
+/// Commits the transaction `raw` holds open, and closes it.
+async fn commit_and_close<C>(mut raw: C)
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    sqlx::raw_sql("COMMIT").execute(&mut raw).await.unwrap();
+    raw.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_group_is_committed_again_write_by_write() {
     use sqlx::Connection as _;
@@ -880,11 +890,7 @@ async fn a_failed_group_is_committed_again_write_by_write() {
         .execute(&mut raw)
         .await
         .unwrap();
-    failed_group(store, async move {
-        sqlx::query("COMMIT").execute(&mut raw).await.unwrap();
-        raw.close().await.unwrap();
-    })
-    .await;
+    failed_group(store, commit_and_close(raw)).await;
     remove_database(&path);
 
     let Some(url) = postgres_url("a_failed_group_is_committed_again_write_by_write") else {
@@ -908,11 +914,7 @@ async fn a_failed_group_is_committed_again_write_by_write() {
     .execute(&mut raw)
     .await
     .unwrap();
-    failed_group(store, async move {
-        sqlx::query("COMMIT").execute(&mut raw).await.unwrap();
-        raw.close().await.unwrap();
-    })
-    .await;
+    failed_group(store, commit_and_close(raw)).await;
     drop_schema(&url, &schema).await;
 }
 
