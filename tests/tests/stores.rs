@@ -1769,6 +1769,64 @@ async fn results_arriving_together_leave_the_delivery_acknowledged() {
     drop_schema(&url, &schema).await;
 }
 
+/// A TCP proxy to the test's PostgreSQL, which a test can cut.
+struct Proxy {
+    /// The database's URL through the proxy.
+    url: String,
+    accepting: tokio::task::JoinHandle<()>,
+    links: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(url: &str) -> Proxy {
+        // `postgres://user@host:port/db…`: the proxy stands in for `host:port`.
+        let start = url
+            .find('@')
+            .map_or_else(|| url.find("://").unwrap() + 3, |at| at + 1);
+        let end = start + url[start..].find('/').unwrap();
+        let database = url[start..end].to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxied = format!(
+            "{}{}{}",
+            &url[..start],
+            listener.local_addr().unwrap(),
+            &url[end..]
+        );
+        let links = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accepting = tokio::spawn({
+            let links = links.clone();
+            async move {
+                loop {
+                    let (mut inbound, _) = listener.accept().await.unwrap();
+                    let database = database.clone();
+                    links.lock().unwrap().push(tokio::spawn(async move {
+                        let mut outbound = tokio::net::TcpStream::connect(&database).await.unwrap();
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }));
+                }
+            }
+        });
+        Proxy {
+            url: proxied,
+            accepting,
+            links,
+        }
+    }
+
+    /// Closes every connection made so far; new ones are still made.
+    fn cut(&self) {
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Closes every connection and refuses new ones.
+    fn stop(&self) {
+        self.accepting.abort();
+        self.cut();
+    }
+}
+
 /// A PostgreSQL that goes away while deliveries are queued: every caller gets its error within
 /// seconds. (Retried one at a time, each write of a group waited out the pool's connect timeout
 /// in turn.) The database is reached through a proxy the test cuts.
@@ -1777,44 +1835,15 @@ async fn a_database_gone_mid_run_fails_queued_writes_promptly() {
     let Some(url) = postgres_url("a_database_gone_mid_run_fails_queued_writes_promptly") else {
         return;
     };
-    // `postgres://user@host:port/db…`: the proxy stands in for `host:port`.
-    let start = url
-        .find('@')
-        .map_or_else(|| url.find("://").unwrap() + 3, |at| at + 1);
-    let end = start + url[start..].find('/').unwrap();
-    let database = url[start..end].to_owned();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxied = format!(
-        "{}{}{}",
-        &url[..start],
-        listener.local_addr().unwrap(),
-        &url[end..]
-    );
-    let links = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let proxy = tokio::spawn({
-        let links = links.clone();
-        async move {
-            loop {
-                let (mut inbound, _) = listener.accept().await.unwrap();
-                let database = database.clone();
-                links.lock().unwrap().push(tokio::spawn(async move {
-                    let mut outbound = tokio::net::TcpStream::connect(&database).await.unwrap();
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }));
-            }
-        }
-    });
+    let proxy = Proxy::start(&url).await;
     let schema = unique("hs_gone");
-    let store = Arc::new(PostgresStore::open(&proxied, Some(&schema)).unwrap());
+    let store = Arc::new(PostgresStore::open(&proxy.url, Some(&schema)).unwrap());
     store
         .ingest(delivery(&unique("warm"), &["a"]))
         .await
         .unwrap();
 
-    proxy.abort();
-    for link in links.lock().unwrap().drain(..) {
-        link.abort();
-    }
+    proxy.stop();
     let started = std::time::Instant::now();
     let ingests: Vec<_> = (0..40)
         .map(|_| {
@@ -1834,4 +1863,41 @@ async fn a_database_gone_mid_run_fails_queued_writes_promptly() {
         waited < Duration::from_secs(20),
         "the callers waited {waited:?} for their errors"
     );
+}
+
+/// Connections that broke since the pool last used them (the database restarted, say): handler
+/// results are recorded all the same, each on the next connection, and their delivery is
+/// `acknowledged`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn results_survive_connections_that_broke() {
+    let Some(url) = postgres_url("results_survive_connections_that_broke") else {
+        return;
+    };
+    let proxy = Proxy::start(&url).await;
+    let schema = unique("hs_broken");
+    let store = Arc::new(PostgresStore::open(&proxy.url, Some(&schema)).unwrap());
+    let Ingest::Stored { id, jobs, .. } = store
+        .ingest(delivery(&unique("broken"), &["a", "b", "c"]))
+        .await
+        .unwrap()
+    else {
+        panic!("stored")
+    };
+    claim_n(&*store, 3, 60_000).await;
+
+    proxy.cut();
+    let results: Vec<_> = jobs
+        .iter()
+        .map(|&job| {
+            let store = store.clone();
+            tokio::spawn(async move { store.finish(job, JobResult::Succeeded, now()).await })
+        })
+        .collect();
+    for result in results {
+        result.await.unwrap().expect("recorded");
+    }
+    let (status, handlers) = status_of(&*store, id).await;
+    proxy.stop();
+    drop_schema(&url, &schema).await;
+    assert_eq!(status, DeliveryStatus::Acknowledged, "{handlers:?}");
 }
