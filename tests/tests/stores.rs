@@ -1717,6 +1717,20 @@ async fn the_sqlite_wal_is_checkpointed_as_deliveries_arrive() {
     );
 }
 
+/// Records every job of `jobs` as succeeded, all at once; each result must be recorded.
+async fn succeed_together(store: &Arc<dyn Store>, jobs: &[i64]) {
+    let results: Vec<_> = jobs
+        .iter()
+        .map(|&job| {
+            let store = store.clone();
+            tokio::spawn(async move { store.finish(job, JobResult::Succeeded, now()).await })
+        })
+        .collect();
+    for result in results {
+        result.await.unwrap().expect("recorded");
+    }
+}
+
 /// A delivery with several handlers whose results arrive at the same moment ends `acknowledged`
 /// once all of them succeeded: each result's status update sees the others. (A status left at
 /// `dispatched` would also keep the delivery from ever being purged.)
@@ -1731,16 +1745,7 @@ async fn concurrent_results(store: Arc<dyn Store>) {
         };
         let claimed = store.claim(1_000, 60_000, now()).await.unwrap();
         assert!(jobs.iter().all(|job| claimed.iter().any(|c| c.id == *job)));
-        let results: Vec<_> = jobs
-            .iter()
-            .map(|&job| {
-                let store = store.clone();
-                tokio::spawn(async move { store.finish(job, JobResult::Succeeded, now()).await })
-            })
-            .collect();
-        for result in results {
-            result.await.unwrap().unwrap();
-        }
+        succeed_together(&store, &jobs).await;
         let (summary, _) = store.get(id).await.unwrap().expect("stored");
         assert_eq!(
             summary.status,
@@ -1875,7 +1880,7 @@ async fn results_survive_connections_that_broke() {
     };
     let proxy = Proxy::start(&url).await;
     let schema = unique("hs_broken");
-    let store = Arc::new(PostgresStore::open(&proxy.url, Some(&schema)).unwrap());
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&proxy.url, Some(&schema)).unwrap());
     let Ingest::Stored { id, jobs, .. } = store
         .ingest(delivery(&unique("broken"), &["a", "b", "c"]))
         .await
@@ -1886,16 +1891,7 @@ async fn results_survive_connections_that_broke() {
     claim_n(&*store, 3, 60_000).await;
 
     proxy.cut();
-    let results: Vec<_> = jobs
-        .iter()
-        .map(|&job| {
-            let store = store.clone();
-            tokio::spawn(async move { store.finish(job, JobResult::Succeeded, now()).await })
-        })
-        .collect();
-    for result in results {
-        result.await.unwrap().expect("recorded");
-    }
+    succeed_together(&store, &jobs).await;
     let (status, handlers) = status_of(&*store, id).await;
     proxy.stop();
     drop_schema(&url, &schema).await;
