@@ -514,6 +514,13 @@ fn drive(
             window.errors,
             load_cpu * 100.0
         );
+        println!(
+            "latency ms: p90 {:.2}  p95 {:.2}  p99.9 {:.2}  max {:.2}",
+            window.quantile_ms(0.9),
+            window.quantile_ms(0.95),
+            window.quantile_ms(0.999),
+            window.quantile_ms(1.0),
+        );
         anyhow::Ok(())
     })
 }

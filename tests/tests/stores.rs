@@ -627,6 +627,106 @@ async fn the_memory_store_bounds_its_history_in_bytes() {
     ));
 }
 
+/// Claims `count` jobs and records that each succeeded.
+async fn succeed_all(store: &dyn Store, count: usize) -> Vec<hooksmith::store::ClaimedJob> {
+    let claimed = claim_n(store, count, 60_000).await;
+    assert_eq!(claimed.len(), count);
+    for job in &claimed {
+        store
+            .finish(job.id, JobResult::Succeeded, now())
+            .await
+            .unwrap();
+    }
+    claimed
+}
+
+/// Handled deliveries go through the memory store's history as unhandled ones do: once every
+/// handler succeeded they show as acknowledged with their handlers' runs, a replay runs them
+/// again, and the oldest go — jobs and all — as newer ones finish; a late result for a job whose
+/// delivery has gone changes nothing and is not an error.
+#[tokio::test]
+async fn the_memory_store_keeps_handled_deliveries_in_its_history() {
+    let store = MemoryStore::keeping(2);
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let Ingest::Stored { id, .. } = store
+            .ingest(delivery(&format!("h{i}"), &["a", "b"]))
+            .await
+            .unwrap()
+        else {
+            panic!("a new key is stored");
+        };
+        ids.push(id);
+    }
+    let first_runs = succeed_all(&store, 4).await;
+    assert_eq!(store.queue_depth().await.unwrap(), 0);
+    for id in &ids {
+        assert_eq!(
+            status_of(&store, *id).await,
+            (
+                DeliveryStatus::Acknowledged,
+                vec![
+                    ("a".into(), JobStatus::Succeeded, 1),
+                    ("b".into(), JobStatus::Succeeded, 1)
+                ]
+            )
+        );
+    }
+
+    // A replay of an acknowledged delivery runs the same jobs again, and it is acknowledged
+    // again once they succeed.
+    let replayed = store
+        .replay(ids[0], delivery("", &["a", "b"]).jobs, 60_000, now())
+        .await
+        .unwrap();
+    let (summary, _) = store.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!(summary.status, DeliveryStatus::Dispatched);
+    assert_eq!(
+        summary.handlers.iter().map(|h| h.id).collect::<Vec<_>>(),
+        replayed
+    );
+    assert_eq!(store.queue_depth().await.unwrap(), 2);
+    for job in &replayed {
+        store
+            .finish(*job, JobResult::Succeeded, now())
+            .await
+            .unwrap();
+    }
+    let (summary, _) = store.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!(summary.status, DeliveryStatus::Acknowledged);
+
+    // Two more finished deliveries: the two oldest are dropped with their jobs.
+    for i in 2..4 {
+        store
+            .ingest(delivery(&format!("h{i}"), &["a"]))
+            .await
+            .unwrap();
+    }
+    succeed_all(&store, 2).await;
+    for id in &ids {
+        assert!(store.get(*id).await.unwrap().is_none(), "{id} was evicted");
+    }
+    assert_eq!(store.queue_depth().await.unwrap(), 0);
+    store
+        .finish(
+            first_runs[0].id,
+            JobResult::Failed {
+                error: "late".into(),
+                retry_at_ms: Some(now()),
+            },
+            now(),
+        )
+        .await
+        .expect("a late result for a job gone from the history is dropped");
+    assert!(store.claim(10, 60_000, now() + 1).await.unwrap().is_empty());
+    assert!(
+        store
+            .finish(1 << 40, JobResult::Succeeded, now())
+            .await
+            .is_err()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_store() {
     let path = std::env::temp_dir().join(format!("{}.db", unique("hooksmith_suite")));

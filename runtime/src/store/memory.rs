@@ -42,16 +42,33 @@ struct Inner {
     deliveries: BTreeMap<i64, Entry>,
     /// Idempotency key (its [`digest`]) → (delivery, first seen).
     keys: Keys,
+    /// The jobs of deliveries not yet settled (see [`Work`]).
     jobs: Jobs,
     /// Unclaimed jobs by due time.
     due: BTreeSet<(i64, i64)>,
     /// Claimed jobs by lease expiry.
     leased: BTreeSet<(i64, i64)>,
     connections: BTreeMap<String, Connection>,
-    /// Deliveries in the order they finished (every handler succeeded, or none matched); the
-    /// front is dropped first when the history is full. May name deliveries already gone or
-    /// replayed since: eviction checks.
-    finished: VecDeque<i64>,
+    /// Deliveries in the order they finished.
+    finished: Finished,
+}
+
+/// Deliveries in the order they finished (every handler succeeded, or none matched), each with
+/// its turn; the front is dropped first when the history is full. May name deliveries already
+/// gone, or replayed since (their entry's turn is then another, or none): eviction checks.
+#[derive(Debug, Default)]
+struct Finished {
+    queue: VecDeque<(i64, u64)>,
+    turns: u64,
+}
+
+impl Finished {
+    /// Gives a delivery that has just finished the next turn, at the back of the queue.
+    fn push(&mut self, delivery: i64) -> u64 {
+        self.turns += 1;
+        self.queue.push_back((delivery, self.turns));
+        self.turns
+    }
 }
 
 /// Jobs by id. The ids are the store's own, handed out in sequence and never chosen by a sender,
@@ -151,16 +168,42 @@ fn owned(body: Bytes) -> Bytes {
 #[derive(Debug)]
 struct Entry {
     record: Arc<StoredDelivery>,
-    jobs: Vec<i64>,
+    work: Work,
+}
+
+/// A delivery's jobs.
+#[derive(Debug)]
+enum Work {
+    /// Some job has still to succeed: their ids, the jobs themselves in [`Inner::jobs`].
+    Open(Vec<i64>),
+    /// Every job succeeded (or none matched): the jobs, moved out of [`Inner::jobs`] when the
+    /// last of them succeeded, while they were still in the cache. Dropping the delivery from the
+    /// history later, when its memory is long cold, then need not find them in a table of every
+    /// job; only a replay puts them back. `turn` is its place in [`Inner::finished`].
+    Settled { turn: u64, jobs: Vec<(i64, Job)> },
 }
 
 impl Entry {
     /// Whether every job of the delivery succeeded (or it has none).
     fn all_succeeded(&self, jobs: &Jobs) -> bool {
-        self.jobs.iter().all(|id| {
-            jobs.get(id)
-                .is_some_and(|j| j.status == JobStatus::Succeeded)
-        })
+        match &self.work {
+            Work::Open(ids) => ids.iter().all(|id| {
+                jobs.get(id)
+                    .is_some_and(|j| j.status == JobStatus::Succeeded)
+            }),
+            Work::Settled { .. } => true,
+        }
+    }
+
+    /// The delivery's jobs, in the order they were created.
+    fn jobs<'a>(&'a self, jobs: &'a Jobs) -> impl Iterator<Item = (i64, &'a Job)> + 'a {
+        let (open, settled): (&[i64], &[(i64, Job)]) = match &self.work {
+            Work::Open(ids) => (ids, &[]),
+            Work::Settled { jobs, .. } => (&[], jobs),
+        };
+        open.iter()
+            .filter_map(|&id| jobs.get(&id).map(|job| (id, job)))
+            .chain(settled.iter().map(|(id, job)| (*id, job)))
     }
 }
 
@@ -230,34 +273,66 @@ impl Inner {
         })
     }
 
-    /// Whether every job of the delivery succeeded (or it has none).
-    fn is_finished(&self, delivery: i64) -> bool {
-        self.deliveries
-            .get(&delivery)
-            .is_some_and(|entry| entry.all_succeeded(&self.jobs))
+    /// Settles a delivery whose every job has succeeded: its jobs move out of the table of open
+    /// work into its entry, and it takes its turn in the history. Whether it did (not if some
+    /// job has still to succeed, or it was settled already).
+    fn settle(&mut self, delivery: i64) -> bool {
+        let Some(entry) = self.deliveries.get_mut(&delivery) else {
+            return false;
+        };
+        let Work::Open(ids) = &entry.work else {
+            return false;
+        };
+        if !entry.all_succeeded(&self.jobs) {
+            return false;
+        }
+        let jobs = ids
+            .iter()
+            .filter_map(|&id| self.jobs.remove(&id).map(|job| (id, job)))
+            .collect();
+        entry.work = Work::Settled {
+            turn: self.finished.push(delivery),
+            jobs,
+        };
+        true
+    }
+
+    /// Puts a settled delivery's jobs back into the table of open work, for a replay.
+    fn reopen(&mut self, delivery: i64) {
+        let Some(entry) = self.deliveries.get_mut(&delivery) else {
+            return;
+        };
+        let Work::Settled { jobs, .. } = &mut entry.work else {
+            return;
+        };
+        let jobs = std::mem::take(jobs);
+        entry.work = Work::Open(jobs.iter().map(|(id, _)| *id).collect());
+        self.jobs.extend(jobs);
     }
 
     /// Drops the oldest finished deliveries beyond `keep` of them or `keep_bytes` of bodies held,
     /// with their jobs.
     fn evict(&mut self, keep: usize, keep_bytes: usize) {
-        while self.finished.len() > keep
-            || (self.body_bytes > keep_bytes && self.finished.len() > 1)
+        while self.finished.queue.len() > keep
+            || (self.body_bytes > keep_bytes && self.finished.queue.len() > 1)
         {
-            let Some(id) = self.finished.pop_front() else {
+            let Some((id, turn)) = self.finished.queue.pop_front() else {
                 break;
             };
-            self.remove_if_finished(id);
+            self.remove_if_finished(id, turn);
         }
     }
 
-    /// Drops a delivery and its jobs if every job succeeded (or it has none): the oldest entry,
-    /// in memory not touched for a while, is looked up once.
-    fn remove_if_finished(&mut self, id: i64) {
+    /// Drops a delivery and its jobs if it is settled still in the turn given (replayed since, it
+    /// is not): the oldest entry, in memory not touched for a while, is looked up once.
+    fn remove_if_finished(&mut self, id: i64, turn: u64) {
         let std::collections::btree_map::Entry::Occupied(entry) = self.deliveries.entry(id) else {
             return;
         };
-        if entry.get().all_succeeded(&self.jobs) {
-            warm(entry.get(), &self.jobs);
+        if let Work::Settled { turn: its, jobs } = &entry.get().work
+            && *its == turn
+        {
+            warm(&entry.get().record, jobs);
             let entry = entry.remove();
             self.forget(entry);
         }
@@ -273,17 +348,17 @@ impl Inner {
     /// Accounts for a delivery taken out of the history: its body's bytes, its jobs.
     fn forget(&mut self, entry: Entry) {
         self.body_bytes -= entry.record.body.len();
-        for job in entry.jobs {
-            self.jobs.remove(&job);
+        if let Work::Open(ids) = entry.work {
+            for job in ids {
+                self.jobs.remove(&job);
+            }
         }
     }
 
     fn summary(&self, entry: &Entry) -> DeliverySummary {
         let handlers: Vec<JobSummary> = entry
-            .jobs
-            .iter()
-            .filter_map(|id| self.jobs.get(id).map(|job| (id, job)))
-            .map(|(&id, job)| JobSummary {
+            .jobs(&self.jobs)
+            .map(|(id, job)| JobSummary {
                 id,
                 name: job.handler.clone(),
                 status: job.status,
@@ -361,15 +436,22 @@ impl Store for MemoryStore {
             let body = owned(std::mem::take(&mut new.body));
             inner.body_bytes += body.len();
             let record = Arc::new(NewDelivery { body, ..new }.into_record(id));
+            let work = if job_ids.is_empty() {
+                Work::Settled {
+                    turn: inner.finished.push(id),
+                    jobs: Vec::new(),
+                }
+            } else {
+                Work::Open(job_ids.clone())
+            };
             inner.deliveries.insert(
                 id,
                 Entry {
                     record: record.clone(),
-                    jobs: job_ids.clone(),
+                    work,
                 },
             );
             if job_ids.is_empty() {
-                inner.finished.push_back(id);
                 inner.evict(self.keep, self.keep_bytes);
             }
             Ok(Ingest::Stored {
@@ -449,6 +531,11 @@ impl Store for MemoryStore {
         Box::pin(async move {
             let mut inner = self.lock()?;
             let Some(job) = inner.jobs.get_mut(&id) else {
+                if id <= inner.next_id {
+                    // Its delivery is settled (a late result from a run whose lease had
+                    // expired, after another run succeeded) or gone from the history.
+                    return Ok(());
+                }
                 return Err(StoreError(format!("no job {id}")));
             };
             let lease = (job.lease_until, id);
@@ -475,8 +562,7 @@ impl Store for MemoryStore {
             if let Some(due) = requeue {
                 inner.due.insert(due);
             }
-            if succeeded && inner.is_finished(delivery) {
-                inner.finished.push_back(delivery);
+            if succeeded && inner.settle(delivery) {
                 inner.evict(self.keep, self.keep_bytes);
             }
             Ok(())
@@ -496,13 +582,13 @@ impl Store for MemoryStore {
                 return Err(StoreError(format!("no delivery {delivery}")));
             }
             let until = now_ms.saturating_add(lease_ms);
+            inner.reopen(delivery);
             let mut ids = Vec::with_capacity(jobs.len());
             for new in jobs {
                 let existing = inner.deliveries[&delivery]
-                    .jobs
-                    .iter()
-                    .copied()
-                    .find(|id| inner.jobs.get(id).is_some_and(|j| j.handler == new.handler));
+                    .jobs(&inner.jobs)
+                    .find(|(_, j)| j.handler == new.handler)
+                    .map(|(id, _)| id);
                 let id = match existing {
                     Some(id) => id,
                     None => {
@@ -521,8 +607,12 @@ impl Store for MemoryStore {
                                 order_key: None,
                             },
                         );
-                        if let Some(entry) = inner.deliveries.get_mut(&delivery) {
-                            entry.jobs.push(id);
+                        if let Some(Entry {
+                            work: Work::Open(ids),
+                            ..
+                        }) = inner.deliveries.get_mut(&delivery)
+                        {
+                            ids.push(id);
                         }
                         id
                     }
@@ -539,6 +629,8 @@ impl Store for MemoryStore {
                 inner.leased.insert((until, id));
                 ids.push(id);
             }
+            // Replayed to no handler, it is finished again.
+            inner.settle(delivery);
             Ok(ids)
         })
     }
@@ -550,12 +642,8 @@ impl Store for MemoryStore {
                 .deliveries
                 .iter()
                 .filter(|(_, e)| {
-                    let status = DeliveryStatus::from_jobs(
-                        e.jobs
-                            .iter()
-                            .filter_map(|j| inner.jobs.get(j))
-                            .map(|j| j.status),
-                    );
+                    let status =
+                        DeliveryStatus::from_jobs(e.jobs(&inner.jobs).map(|(_, j)| j.status));
                     matches!(
                         status,
                         DeliveryStatus::Acknowledged | DeliveryStatus::Unhandled
@@ -738,8 +826,7 @@ fn next_id(counter: &mut i64) -> i64 {
 /// The history's oldest record has long left the cache, and each `free` reads its chunk's header:
 /// one after another, the drop waits for a dozen misses in a row. Independent reads issued
 /// together wait for them at once.
-fn warm(entry: &Entry, jobs: &Jobs) {
-    let r = &entry.record;
+fn warm(r: &StoredDelivery, jobs: &[(i64, Job)]) {
     let (text, ends) = r.headers.buffers();
     let mut sum = [
         r.key.as_bytes(),
@@ -754,7 +841,7 @@ fn warm(entry: &Entry, jobs: &Jobs) {
         sum.wrapping_add(b.first().copied().unwrap_or(0))
     });
     sum = sum.wrapping_add(ends.first().map_or(0, |e| e.0 as u8));
-    for job in entry.jobs.iter().filter_map(|id| jobs.get(id)) {
+    for (_, job) in jobs {
         sum = sum.wrapping_add(job.handler.as_bytes().first().copied().unwrap_or(0));
     }
     std::hint::black_box(sum);
