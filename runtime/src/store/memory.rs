@@ -101,56 +101,120 @@ impl Hasher for IdHasher {
     }
 }
 
-/// An idempotency key as the memory store remembers it: the first 128 bits of its SHA-256.
+/// An idempotency key as the memory store remembers it: the first 128 bits of its SHA-256,
+/// keyed with the store's own secret (see [`Keys::digest`]).
 type KeyDigest = [u8; 16];
 
-/// The idempotency keys, in 16 hash maps by their digest's first byte. Keys are kept for days, one
-/// per delivery ever received, so theirs is the store's largest table; a hash map grows by
-/// moving everything into one twice the size, and for that moment holds both. Sixteen maps grow
-/// one at a time, so the peak is a sixteenth of that copy, not all of it.
-#[derive(Debug, Default)]
-struct Keys([HashMap<KeyDigest, (i64, i64)>; 16]);
+/// How many hash maps hold the keys.
+const SHARDS: usize = 256;
+
+/// The idempotency keys, in 256 hash maps by their digest's first byte.
+///
+/// Keys are kept for days, one per delivery ever received, so theirs is the store's largest
+/// table. A hash map grows by moving everything into one twice the size: it holds both for that
+/// moment, and the request that grew it — with every request in flight behind it — waits for
+/// the move. In 256 maps, each grows on its own, so the peak is 1/256 of that copy and the wait
+/// short: growing past 500,000 keys, one map stalls for about 18 ms, each of 16 maps for about
+/// 1 ms (16 stalls close together, enough to show at the 99th percentile), each of 256 for
+/// 0.1 ms.
+///
+/// The digests are SHA-256 keyed with a secret drawn when the store is made, so their bits are
+/// as good as random to anyone without it: the maps use them as they are instead of hashing
+/// them again, and no sender can choose keys that pile into one place of a map.
+#[derive(Debug)]
+struct Keys {
+    shards: Box<[KeyMap]>,
+    /// SHA-256 having absorbed one block of the secret.
+    keyed: sha2::Sha256,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        use sha2::Digest as _;
+        let mut secret = [0; 64];
+        if getrandom::fill(&mut secret).is_err() {
+            // No system randomness: the time of day and the process id are still not the
+            // sender's to choose, though they are guessable.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            secret[..16].copy_from_slice(&now.to_le_bytes());
+            secret[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+        }
+        Self {
+            shards: (0..SHARDS).map(|_| HashMap::default()).collect(),
+            keyed: sha2::Sha256::new_with_prefix(secret),
+        }
+    }
+}
 
 impl Keys {
-    /// The map a key lives in: a digest's bytes are already uniformly spread.
+    /// Keys outlive their deliveries by days, one per delivery ever received: held as 16 bytes
+    /// each rather than their text (~70 bytes and an allocation). Two different keys share a
+    /// digest with probability 2⁻¹²⁸ per pair — never, in practice, even chosen on purpose. The
+    /// secret block was absorbed once, so a key costs the compressions its own bytes need.
+    fn digest(&self, key: &str) -> KeyDigest {
+        use sha2::Digest as _;
+        let full = self.keyed.clone().chain_update(key.as_bytes()).finalize();
+        let mut digest = [0; 16];
+        digest.copy_from_slice(&full[..16]);
+        digest
+    }
+
+    /// The map a key lives in.
     fn shard(key: &KeyDigest) -> usize {
-        usize::from(key[0] & 15)
+        usize::from(key[0])
     }
 
     #[cfg(test)]
     fn get(&self, key: &KeyDigest) -> Option<&(i64, i64)> {
-        self.0[Self::shard(key)].get(key)
+        self.shards[Self::shard(key)].get(key)
     }
 
     #[cfg(test)]
     fn insert(&mut self, key: KeyDigest, value: (i64, i64)) {
-        self.0[Self::shard(&key)].insert(key, value);
+        self.shards[Self::shard(&key)].insert(key, value);
     }
 
     fn entry(&mut self, key: KeyDigest) -> hash_map::Entry<'_, KeyDigest, (i64, i64)> {
-        self.0[Self::shard(&key)].entry(key)
+        self.shards[Self::shard(&key)].entry(key)
     }
 
     fn len(&self) -> usize {
-        self.0.iter().map(HashMap::len).sum()
+        self.shards.iter().map(HashMap::len).sum()
     }
 
     fn retain(&mut self, mut keep: impl FnMut(&(i64, i64)) -> bool) {
-        for shard in &mut self.0 {
+        for shard in &mut *self.shards {
             shard.retain(|_, value| keep(value));
         }
     }
 }
 
-/// Keys outlive their deliveries by days, one per delivery ever received: held as 16 bytes each
-/// rather than their text (~70 bytes and an allocation). Two different keys share a digest with
-/// probability 2⁻¹²⁸ per pair — never, in practice, even chosen on purpose.
-fn digest(key: &str) -> KeyDigest {
-    use sha2::{Digest as _, Sha256};
-    let full = Sha256::digest(key.as_bytes());
-    let mut digest = [0; 16];
-    digest.copy_from_slice(&full[..16]);
-    digest
+/// One of the keys' maps: digest → (delivery, first seen).
+type KeyMap = HashMap<KeyDigest, (i64, i64), BuildHasherDefault<DigestHasher>>;
+
+/// A key digest's hash in its map: its bytes 8 to 15, already uniform (bytes 0 to 7 would not
+/// do: the first picks the map, so within one map it is the same for every key).
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // The digest's bytes come in one call; its length (written first) is ignored.
+        if let Some(tail) = bytes.get(8..16) {
+            let mut word = [0; 8];
+            word.copy_from_slice(tail);
+            self.0 = u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_usize(&mut self, _length: usize) {}
 }
 
 /// The body as the history holds it: a buffer of its own, not much larger than the body. A body
@@ -393,7 +457,8 @@ impl Store for MemoryStore {
             let mut guard = self.lock()?;
             let inner = &mut *guard;
             // One probe of the keys: a new key is looked for and its place kept in one go.
-            let slot = match inner.keys.entry(digest(&new.key)) {
+            let digest = inner.keys.digest(&new.key);
+            let slot = match inner.keys.entry(digest) {
                 hash_map::Entry::Occupied(seen) => {
                     return Ok(Ingest::Duplicate { id: seen.get().0 });
                 }
@@ -849,7 +914,7 @@ fn warm(r: &StoredDelivery, jobs: &[(i64, Job)]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{BuildHasherDefault, IdHasher, Keys, digest, owned};
+    use super::{BuildHasherDefault, DigestHasher, IdHasher, Keys, owned};
 
     /// The history keeps a body gathered into a buffer of its own as it is, and copies out one
     /// that is a slice of a larger buffer — shared with the connection's reads, or alone in it
@@ -887,20 +952,39 @@ mod tests {
     #[test]
     fn keys_in_shards_behave_as_one_map() {
         let mut keys = Keys::default();
-        let n = 1_000;
+        let n = 10_000;
         for i in 0..n {
-            keys.insert(digest(&format!("key {i}")), (i, i * 10));
+            keys.insert(keys.digest(&format!("key {i}")), (i, i * 10));
         }
-        assert!(keys.0.iter().all(|shard| !shard.is_empty()));
-        assert_eq!(keys.len(), 1_000);
+        assert!(keys.shards.iter().all(|shard| !shard.is_empty()));
+        assert_eq!(keys.len(), 10_000);
         for i in 0..n {
-            assert_eq!(keys.get(&digest(&format!("key {i}"))), Some(&(i, i * 10)));
+            let digest = keys.digest(&format!("key {i}"));
+            assert_eq!(keys.get(&digest), Some(&(i, i * 10)));
         }
-        assert_eq!(keys.get(&digest("key 1000")), None);
+        assert_eq!(keys.get(&keys.digest("key 10000")), None);
         keys.retain(|&(id, _)| id % 2 == 0);
-        assert_eq!(keys.len(), 500);
-        assert_eq!(keys.get(&digest("key 3")), None);
-        assert_eq!(keys.get(&digest("key 4")), Some(&(4, 40)));
+        assert_eq!(keys.len(), 5_000);
+        assert_eq!(keys.get(&keys.digest("key 3")), None);
+        assert_eq!(keys.get(&keys.digest("key 4")), Some(&(4, 40)));
+    }
+
+    /// A key's digest depends on the store's secret, so a sender cannot aim keys at one place of
+    /// a map; within a map, a digest's hash is its bytes 8 to 15 (the first byte, which picked
+    /// the map, is the same for all of its keys).
+    #[test]
+    fn key_digests_are_keyed_and_hashed_by_their_own_bytes() {
+        use std::hash::BuildHasher;
+        let (one, other) = (Keys::default(), Keys::default());
+        assert_eq!(one.digest("a key"), one.digest("a key"));
+        assert_ne!(one.digest("a key"), other.digest("a key"));
+        assert_ne!(one.digest("a key"), one.digest("another key"));
+        let digest = one.digest("a key");
+        let hasher = BuildHasherDefault::<DigestHasher>::default();
+        assert_eq!(
+            hasher.hash_one(digest),
+            u64::from_le_bytes(digest[8..].try_into().unwrap())
+        );
     }
 
     #[test]
