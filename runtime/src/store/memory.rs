@@ -40,7 +40,7 @@ struct Inner {
     /// The bodies of the deliveries held, in bytes.
     body_bytes: usize,
     deliveries: BTreeMap<i64, Entry>,
-    /// Idempotency key (its [`digest`]) → (delivery, first seen).
+    /// Idempotency key (its [`Keys::digest`]) → (delivery, first seen).
     keys: Keys,
     /// The jobs of deliveries not yet settled (see [`Work`]).
     jobs: Jobs,
@@ -248,17 +248,6 @@ enum Work {
 }
 
 impl Entry {
-    /// Whether every job of the delivery succeeded (or it has none).
-    fn all_succeeded(&self, jobs: &Jobs) -> bool {
-        match &self.work {
-            Work::Open(ids) => ids.iter().all(|id| {
-                jobs.get(id)
-                    .is_some_and(|j| j.status == JobStatus::Succeeded)
-            }),
-            Work::Settled { .. } => true,
-        }
-    }
-
     /// The delivery's jobs, in the order they were created.
     fn jobs<'a>(&'a self, jobs: &'a Jobs) -> impl Iterator<Item = (i64, &'a Job)> + 'a {
         let (open, settled): (&[i64], &[(i64, Job)]) = match &self.work {
@@ -347,7 +336,12 @@ impl Inner {
         let Work::Open(ids) = &entry.work else {
             return false;
         };
-        if !entry.all_succeeded(&self.jobs) {
+        let succeeded = |id: &i64| {
+            self.jobs
+                .get(id)
+                .is_some_and(|j| j.status == JobStatus::Succeeded)
+        };
+        if !ids.iter().all(succeeded) {
             return false;
         }
         let jobs = ids
