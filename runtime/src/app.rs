@@ -546,7 +546,10 @@ fn router_for(shared: &Arc<Shared>) -> Router {
     if shared.admin_token.is_some() {
         router = router.merge(admin::router(shared.clone()));
     }
-    router
+    // Each route's handler made a service once, here. Left as it is, a router turns its handler
+    // into a service for every request (a boxed clone and its drop), unless it is served through
+    // `axum::serve`, which does this itself; `App::serve` drives the router directly.
+    router.with_state(())
 }
 
 async fn metrics_text() -> axum::response::Response {
