@@ -633,11 +633,16 @@ pub(crate) fn default_secret_env(path: &str) -> &'static str {
 /// 32 random bytes as hex, from the OS's generator.
 pub(crate) fn random_secret() -> String {
     let mut bytes = [0u8; 32];
-    if getrandom::fill(&mut bytes).is_err() {
+    fill_random(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Fills `bytes` from the OS's generator.
+pub(crate) fn fill_random(bytes: &mut [u8]) {
+    if getrandom::fill(bytes).is_err() {
         // No OS randomness: fall back to a fresh fastrand seed mixed per byte.
         bytes.iter_mut().for_each(|b| *b = fastrand::u8(..));
     }
-    hex::encode(bytes)
 }
 
 #[cfg(test)]

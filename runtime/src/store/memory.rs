@@ -132,16 +132,7 @@ impl Default for Keys {
     fn default() -> Self {
         use sha2::Digest as _;
         let mut secret = [0; 64];
-        if getrandom::fill(&mut secret).is_err() {
-            // No system randomness: the time of day and the process id are still not the
-            // sender's to choose, though they are guessable.
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos();
-            secret[..16].copy_from_slice(&now.to_le_bytes());
-            secret[16..20].copy_from_slice(&std::process::id().to_le_bytes());
-        }
+        crate::registry::fill_random(&mut secret);
         Self {
             shards: (0..SHARDS).map(|_| HashMap::default()).collect(),
             keyed: sha2::Sha256::new_with_prefix(secret),
