@@ -12,6 +12,9 @@
 //!   end — beside a borrowed typed parse and a `serde_json::Value` tree of the same body.
 //! * `filter/*`: the fields read and a filter evaluated, as at ingest.
 //! * `json/*`: `Json<T>` extraction for a handler beside `serde_json::from_slice::<T>`.
+//! * `memory-store/*`: the memory store's part of a delivery — stored with its one job, the job's
+//!   success recorded, the oldest delivery dropped from a full history — from one thread and
+//!   from two at once (time per delivery; two threads show what the store's lock serializes).
 
 #![allow(missing_docs)]
 
@@ -20,6 +23,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hmac::Mac;
 use hooksmith::internals::{Plan, Verifier, context};
+use hooksmith::store::{HeaderList, Ingest, JobResult, MemoryStore, NewDelivery, NewJob, Store};
 use hooksmith::testing::{Params, SignInput, sign};
 use hooksmith::{Filter, FromDelivery, Json, Target, Value};
 use http::{HeaderMap, Uri};
@@ -193,5 +197,93 @@ fn json(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, verify, routing, filter, json);
+/// A delivery as the pipeline hands it to the store: its body a slice of a larger buffer, as
+/// one read from a connection is.
+fn new_delivery(n: u64, read_buffer: &bytes::Bytes, len: usize) -> NewDelivery {
+    let mut headers = HeaderList::new();
+    headers.push("x-github-event", "pull_request");
+    headers.push("content-type", "application/json");
+    NewDelivery {
+        key: format!("github:{n:032x}"),
+        endpoint: "/hooks/github".to_owned(),
+        connection: None,
+        event: "pull_request".to_owned(),
+        delivery_id: format!("{n:032x}"),
+        headers,
+        body: read_buffer.slice(..len),
+        received_at_ms: NOW,
+        jobs: vec![NewJob {
+            handler: "pr_opened".to_owned(),
+            max_attempts: 6,
+            claimed_for_ms: Some(30_000),
+            order_key: None,
+        }],
+    }
+}
+
+/// The value of a store call: the memory store's futures are ready at their first poll.
+fn ready<T>(future: impl std::future::Future<Output = T>) -> T {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut context) {
+        std::task::Poll::Ready(value) => value,
+        std::task::Poll::Pending => unreachable!("the memory store never waits"),
+    }
+}
+
+/// Stores `deliveries` and records their jobs' success.
+fn store_all(store: &MemoryStore, deliveries: Vec<NewDelivery>) {
+    for new in deliveries {
+        let Ok(Ingest::Stored { jobs, .. }) = ready(store.ingest(new)) else {
+            panic!("a new key is stored");
+        };
+        for job in jobs {
+            ready(store.finish(job, JobResult::Succeeded, NOW)).expect("finished");
+        }
+    }
+}
+
+fn memory_store(c: &mut Criterion) {
+    const CHUNK: u64 = 4_096;
+    let mut group = c.benchmark_group("memory-store");
+    for (name, body) in [("1k", SMALL), ("20k", LARGE)] {
+        let mut buffer = bytes::BytesMut::with_capacity(64 * 1024);
+        buffer.extend_from_slice(body);
+        let read_buffer = buffer.freeze();
+        for threads in [1_u64, 2] {
+            let store = MemoryStore::new();
+            let next = std::sync::atomic::AtomicU64::new(0);
+            let deliveries = |count: u64| -> Vec<NewDelivery> {
+                let first = next.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+                (first..first + count)
+                    .map(|n| new_delivery(n, &read_buffer, body.len()))
+                    .collect()
+            };
+            // A full history first: every delivery stored then drops the oldest.
+            store_all(&store, deliveries(2 * MemoryStore::DEFAULT_KEEP as u64));
+            group.bench_function(format!("{name}/{threads}-thread"), |b| {
+                b.iter_custom(|iters| {
+                    let mut spent = std::time::Duration::ZERO;
+                    let mut left = iters;
+                    while left > 0 {
+                        let count = left.min(CHUNK);
+                        left -= count;
+                        let batches: Vec<_> =
+                            (0..threads).map(|_| deliveries(count / threads)).collect();
+                        let started = std::time::Instant::now();
+                        std::thread::scope(|scope| {
+                            for batch in batches {
+                                scope.spawn(|| store_all(&store, batch));
+                            }
+                        });
+                        spent += started.elapsed();
+                    }
+                    spent
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, verify, routing, filter, json, memory_store);
 criterion_main!(benches);

@@ -26,6 +26,9 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     keep: usize,
     keep_bytes: usize,
+    /// Turns idempotency keys into the digests [`Inner::keys`] holds; outside the lock, so a
+    /// key is digested before it is taken.
+    digests: Digests,
 }
 
 impl Default for MemoryStore {
@@ -40,7 +43,7 @@ struct Inner {
     /// The bodies of the deliveries held, in bytes.
     body_bytes: usize,
     deliveries: BTreeMap<i64, Entry>,
-    /// Idempotency key (its [`Keys::digest`]) → (delivery, first seen).
+    /// Idempotency key (its [`Digests::digest`]) → (delivery, first seen).
     keys: Keys,
     /// The jobs of deliveries not yet settled (see [`Work`]).
     jobs: Jobs,
@@ -102,7 +105,7 @@ impl Hasher for IdHasher {
 }
 
 /// An idempotency key as the memory store remembers it: the first 128 bits of its SHA-256,
-/// keyed with the store's own secret (see [`Keys::digest`]).
+/// keyed with the store's own secret (see [`Digests::digest`]).
 type KeyDigest = [u8; 16];
 
 /// How many hash maps hold the keys.
@@ -124,23 +127,35 @@ const SHARDS: usize = 256;
 #[derive(Debug)]
 struct Keys {
     shards: Box<[KeyMap]>,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| HashMap::default()).collect(),
+        }
+    }
+}
+
+/// The store's keyed digest of idempotency keys.
+#[derive(Debug)]
+struct Digests {
     /// SHA-256 having absorbed one block of the secret.
     keyed: sha2::Sha256,
 }
 
-impl Default for Keys {
+impl Default for Digests {
     fn default() -> Self {
         use sha2::Digest as _;
         let mut secret = [0; 64];
         crate::registry::fill_random(&mut secret);
         Self {
-            shards: (0..SHARDS).map(|_| HashMap::default()).collect(),
             keyed: sha2::Sha256::new_with_prefix(secret),
         }
     }
 }
 
-impl Keys {
+impl Digests {
     /// Keys outlive their deliveries by days, one per delivery ever received: held as 16 bytes
     /// each rather than their text (~70 bytes and an allocation). Two different keys share a
     /// digest with probability 2⁻¹²⁸ per pair — never, in practice, even chosen on purpose. The
@@ -152,7 +167,9 @@ impl Keys {
         digest.copy_from_slice(&full[..16]);
         digest
     }
+}
 
+impl Keys {
     /// The map a key lives in.
     fn shard(key: &KeyDigest) -> usize {
         usize::from(key[0])
@@ -286,6 +303,7 @@ impl MemoryStore {
             inner: Mutex::default(),
             keep: deliveries.max(1),
             keep_bytes: Self::DEFAULT_KEEP_BYTES,
+            digests: Digests::default(),
         }
     }
 
@@ -439,10 +457,15 @@ impl Store for MemoryStore {
 
     fn ingest(&self, mut new: NewDelivery) -> StoreFuture<'_, Ingest> {
         Box::pin(async move {
+            // The body's copy and the key's digest before the lock: the copy's writes, to memory
+            // the history freed long ago, are still in flight while the key is hashed, rather
+            // than waited for by the first atomic operation after them (the lock's, or the
+            // release of the buffer the body was copied from).
+            let body = owned(std::mem::take(&mut new.body));
+            let digest = self.digests.digest(&new.key);
             let mut guard = self.lock()?;
             let inner = &mut *guard;
             // One probe of the keys: a new key is looked for and its place kept in one go.
-            let digest = inner.keys.digest(&new.key);
             let slot = match inner.keys.entry(digest) {
                 hash_map::Entry::Occupied(seen) => {
                     return Ok(Ingest::Duplicate { id: seen.get().0 });
@@ -483,7 +506,6 @@ impl Store for MemoryStore {
                 job_ids.push(job_id);
             }
             slot.insert((id, new.received_at_ms));
-            let body = owned(std::mem::take(&mut new.body));
             inner.body_bytes += body.len();
             let record = Arc::new(NewDelivery { body, ..new }.into_record(id));
             let work = if job_ids.is_empty() {
@@ -899,7 +921,7 @@ fn warm(r: &StoredDelivery, jobs: &[(i64, Job)]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{BuildHasherDefault, DigestHasher, IdHasher, Keys, owned};
+    use super::{BuildHasherDefault, DigestHasher, Digests, IdHasher, Keys, owned};
 
     /// The history keeps a body gathered into a buffer of its own as it is, and copies out one
     /// that is a slice of a larger buffer — shared with the connection's reads, or alone in it
@@ -937,21 +959,22 @@ mod tests {
     #[test]
     fn keys_in_shards_behave_as_one_map() {
         let mut keys = Keys::default();
+        let digests = Digests::default();
         let n = 10_000;
         for i in 0..n {
-            keys.insert(keys.digest(&format!("key {i}")), (i, i * 10));
+            keys.insert(digests.digest(&format!("key {i}")), (i, i * 10));
         }
         assert!(keys.shards.iter().all(|shard| !shard.is_empty()));
         assert_eq!(keys.len(), 10_000);
         for i in 0..n {
-            let digest = keys.digest(&format!("key {i}"));
+            let digest = digests.digest(&format!("key {i}"));
             assert_eq!(keys.get(&digest), Some(&(i, i * 10)));
         }
-        assert_eq!(keys.get(&keys.digest("key 10000")), None);
+        assert_eq!(keys.get(&digests.digest("key 10000")), None);
         keys.retain(|&(id, _)| id % 2 == 0);
         assert_eq!(keys.len(), 5_000);
-        assert_eq!(keys.get(&keys.digest("key 3")), None);
-        assert_eq!(keys.get(&keys.digest("key 4")), Some(&(4, 40)));
+        assert_eq!(keys.get(&digests.digest("key 3")), None);
+        assert_eq!(keys.get(&digests.digest("key 4")), Some(&(4, 40)));
     }
 
     /// A key's digest depends on the store's secret, so a sender cannot aim keys at one place of
@@ -960,7 +983,7 @@ mod tests {
     #[test]
     fn key_digests_are_keyed_and_hashed_by_their_own_bytes() {
         use std::hash::BuildHasher;
-        let (one, other) = (Keys::default(), Keys::default());
+        let (one, other) = (Digests::default(), Digests::default());
         assert_eq!(one.digest("a key"), one.digest("a key"));
         assert_ne!(one.digest("a key"), other.digest("a key"));
         assert_ne!(one.digest("a key"), one.digest("another key"));
