@@ -240,7 +240,42 @@ fn owned(body: Bytes) -> Bytes {
 #[derive(Debug)]
 struct Entry {
     record: Arc<StoredDelivery>,
+    /// The record's body length, for the byte count: taking an old delivery out of the history
+    /// need not read its record, which is freed after the lock is let go.
+    body_len: usize,
     work: Work,
+}
+
+/// Deliveries taken out of the history, freed after the store's lock is let go: their memory is
+/// long out of the cache, and another thread storing a delivery need not wait while it is read
+/// and given back. Mostly one per finished delivery, held without an allocation.
+#[derive(Default)]
+struct Evicted {
+    first: Option<Entry>,
+    more: Vec<Entry>,
+}
+
+impl Evicted {
+    fn push(&mut self, entry: Entry) {
+        if self.first.is_none() {
+            self.first = Some(entry);
+        } else {
+            self.more.push(entry);
+        }
+    }
+}
+
+impl Drop for Evicted {
+    /// Reads each record's buffers together before freeing them (see [`warm`]).
+    fn drop(&mut self) {
+        for entry in self.first.iter().chain(&self.more) {
+            let settled: &[(i64, Job)] = match &entry.work {
+                Work::Settled { jobs, .. } => jobs,
+                Work::Open(_) => &[],
+            };
+            warm(&entry.record, settled);
+        }
+    }
 }
 
 /// A delivery's jobs.
@@ -377,47 +412,55 @@ impl Inner {
         self.jobs.extend(jobs);
     }
 
-    /// Drops the oldest finished deliveries beyond `keep` of them or `keep_bytes` of bodies held,
-    /// with their jobs.
-    fn evict(&mut self, keep: usize, keep_bytes: usize) {
+    /// Takes the oldest finished deliveries beyond `keep` of them or `keep_bytes` of bodies held
+    /// out of the history, with their jobs; the caller frees them once it has let go of the
+    /// lock (see [`Evicted`]).
+    #[must_use]
+    fn evict(&mut self, keep: usize, keep_bytes: usize) -> Evicted {
+        let mut evicted = Evicted::default();
         while self.finished.queue.len() > keep
             || (self.body_bytes > keep_bytes && self.finished.queue.len() > 1)
         {
             let Some((id, turn)) = self.finished.queue.pop_front() else {
                 break;
             };
-            self.remove_if_finished(id, turn);
+            if let Some(entry) = self.remove_if_finished(id, turn) {
+                evicted.push(entry);
+            }
         }
+        evicted
     }
 
-    /// Drops a delivery and its jobs if it is settled still in the turn given (replayed since, it
-    /// is not): the oldest entry, in memory not touched for a while, is looked up once.
-    fn remove_if_finished(&mut self, id: i64, turn: u64) {
+    /// Takes a delivery and its jobs out if it is settled still in the turn given (replayed
+    /// since, it is not): the oldest entry, in memory not touched for a while, is looked up once.
+    fn remove_if_finished(&mut self, id: i64, turn: u64) -> Option<Entry> {
         let std::collections::btree_map::Entry::Occupied(entry) = self.deliveries.entry(id) else {
-            return;
+            return None;
         };
-        if let Work::Settled { turn: its, jobs } = &entry.get().work
-            && *its == turn
-        {
-            warm(&entry.get().record, jobs);
-            let entry = entry.remove();
-            self.forget(entry);
+        let Work::Settled { turn: its, .. } = &entry.get().work else {
+            return None;
+        };
+        if *its != turn {
+            return None;
         }
+        let entry = entry.remove();
+        self.forget(&entry);
+        Some(entry)
     }
 
     /// Drops a delivery and its jobs.
     fn remove(&mut self, id: i64) {
         if let Some(entry) = self.deliveries.remove(&id) {
-            self.forget(entry);
+            self.forget(&entry);
         }
     }
 
-    /// Accounts for a delivery taken out of the history: its body's bytes, its jobs.
-    fn forget(&mut self, entry: Entry) {
-        self.body_bytes -= entry.record.body.len();
-        if let Work::Open(ids) = entry.work {
+    /// Accounts for a delivery taken out of the history: its body's bytes, its open jobs.
+    fn forget(&mut self, entry: &Entry) {
+        self.body_bytes -= entry.body_len;
+        if let Work::Open(ids) = &entry.work {
             for job in ids {
-                self.jobs.remove(&job);
+                self.jobs.remove(job);
             }
         }
     }
@@ -507,6 +550,7 @@ impl Store for MemoryStore {
             }
             slot.insert((id, new.received_at_ms));
             inner.body_bytes += body.len();
+            let body_len = body.len();
             let record = Arc::new(NewDelivery { body, ..new }.into_record(id));
             let work = if job_ids.is_empty() {
                 Work::Settled {
@@ -520,12 +564,17 @@ impl Store for MemoryStore {
                 id,
                 Entry {
                     record: record.clone(),
+                    body_len,
                     work,
                 },
             );
-            if job_ids.is_empty() {
-                inner.evict(self.keep, self.keep_bytes);
-            }
+            let evicted = if job_ids.is_empty() {
+                inner.evict(self.keep, self.keep_bytes)
+            } else {
+                Evicted::default()
+            };
+            drop(guard);
+            drop(evicted);
             Ok(Ingest::Stored {
                 id,
                 jobs: job_ids,
@@ -635,7 +684,9 @@ impl Store for MemoryStore {
                 inner.due.insert(due);
             }
             if succeeded && inner.settle(delivery) {
-                inner.evict(self.keep, self.keep_bytes);
+                let evicted = inner.evict(self.keep, self.keep_bytes);
+                drop(inner);
+                drop(evicted);
             }
             Ok(())
         })
