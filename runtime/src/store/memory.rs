@@ -500,10 +500,10 @@ impl Store for MemoryStore {
 
     fn ingest(&self, mut new: NewDelivery) -> StoreFuture<'_, Ingest> {
         Box::pin(async move {
-            // The body's copy and the key's digest before the lock: the copy's writes, to memory
-            // the history freed long ago, are still in flight while the key is hashed, rather
-            // than waited for by the first atomic operation after them (the lock's, or the
-            // release of the buffer the body was copied from).
+            // The body's copy (to memory the history freed long ago: 2 µs for 20 KB) and the
+            // key's digest before the lock, so that threads storing at once wait for each other
+            // only for the tables' updates. A duplicate pays for a copy it does not keep; it is
+            // the rare case.
             let body = owned(std::mem::take(&mut new.body));
             let digest = self.digests.digest(&new.key);
             let mut guard = self.lock()?;
