@@ -271,8 +271,10 @@ fn memory_store(c: &mut Criterion) {
                     while left > 0 {
                         let count = left.min(CHUNK);
                         left -= count;
-                        let mut batches: Vec<_> =
-                            (0..threads).map(|_| deliveries(count / threads)).collect();
+                        // `count` in all, however it divides among the threads.
+                        let mut batches: Vec<_> = (0..threads)
+                            .map(|t| deliveries(count / threads + u64::from(t < count % threads)))
+                            .collect();
                         let started = std::time::Instant::now();
                         std::thread::scope(|scope| {
                             for batch in &mut batches {

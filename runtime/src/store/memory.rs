@@ -549,8 +549,8 @@ impl Store for MemoryStore {
                 job_ids.push(job_id);
             }
             slot.insert((id, new.received_at_ms));
-            inner.body_bytes += body.len();
             let body_len = body.len();
+            inner.body_bytes += body_len;
             let record = Arc::new(NewDelivery { body, ..new }.into_record(id));
             let work = if job_ids.is_empty() {
                 Work::Settled {
