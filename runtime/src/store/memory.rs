@@ -111,6 +111,32 @@ type KeyDigest = [u8; 16];
 /// How many hash maps hold the keys.
 const SHARDS: usize = 256;
 
+/// How many deliveries a purge looks at under the lock at a time.
+const PURGE_SLICE: usize = 1_024;
+
+/// The deliveries a purge looked at under the lock at once, for where its next slice starts.
+struct Slice {
+    walked: usize,
+    last: i64,
+}
+
+impl Slice {
+    fn new() -> Self {
+        Self { walked: 0, last: 0 }
+    }
+
+    fn saw(&mut self, id: i64) {
+        self.walked += 1;
+        self.last = id;
+    }
+
+    /// Where the next slice starts: past the last delivery seen, unless this slice came short
+    /// of [`PURGE_SLICE`] because none is left.
+    fn next(&self) -> Option<i64> {
+        (self.walked == PURGE_SLICE).then_some(self.last + 1)
+    }
+}
+
 /// The idempotency keys, in 256 hash maps by their digest's first byte.
 ///
 /// Keys are kept for days, one per delivery ever received, so theirs is the store's largest
@@ -189,14 +215,17 @@ impl Keys {
         self.shards[Self::shard(&key)].entry(key)
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.shards.iter().map(HashMap::len).sum()
     }
 
-    fn retain(&mut self, mut keep: impl FnMut(&(i64, i64)) -> bool) {
-        for shard in &mut *self.shards {
-            shard.retain(|_, value| keep(value));
-        }
+    /// Keeps the keys of map `shard` for which `keep` holds; returns how many went.
+    fn retain(&mut self, shard: usize, mut keep: impl FnMut(&(i64, i64)) -> bool) -> usize {
+        let map = &mut self.shards[shard];
+        let held = map.len();
+        map.retain(|_, value| keep(value));
+        held - map.len()
     }
 }
 
@@ -350,6 +379,82 @@ impl MemoryStore {
         self
     }
 
+    /// How many deliveries are finished (every handler succeeded, or none matched), counted a
+    /// slice at a time.
+    async fn finished_count(&self) -> Result<usize, StoreError> {
+        let mut count = 0;
+        let mut from = Some(i64::MIN);
+        while let Some(start) = from {
+            {
+                let inner = self.lock()?;
+                let mut slice = Slice::new();
+                for (&id, entry) in inner.deliveries.range(start..).take(PURGE_SLICE) {
+                    slice.saw(id);
+                    count += usize::from(inner.finished(entry));
+                }
+                from = slice.next();
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(count)
+    }
+
+    /// Drops the oldest `overflow` finished deliveries and every finished one received before
+    /// `before_ms`, a slice at a time, oldest first; returns how many went.
+    async fn purge_history(&self, overflow: usize, before_ms: i64) -> Result<u64, StoreError> {
+        let (mut seen, mut removed) = (0, 0);
+        let mut from = Some(i64::MIN);
+        while let Some(start) = from {
+            let evicted = {
+                let mut inner = self.lock()?;
+                let mut doomed = Vec::new();
+                let mut slice = Slice::new();
+                for (&id, entry) in inner.deliveries.range(start..).take(PURGE_SLICE) {
+                    slice.saw(id);
+                    if !inner.finished(entry) {
+                        continue;
+                    }
+                    if seen < overflow || entry.record.received_at_ms < before_ms {
+                        doomed.push(id);
+                    }
+                    seen += 1;
+                }
+                from = slice.next();
+                let mut evicted = Evicted::default();
+                for id in doomed {
+                    if let Some(entry) = inner.deliveries.remove(&id) {
+                        inner.forget(&entry);
+                        evicted.push(entry);
+                        removed += 1;
+                    }
+                }
+                evicted
+            };
+            drop(evicted);
+            tokio::task::yield_now().await;
+        }
+        Ok(removed)
+    }
+
+    /// Drops the idempotency keys first seen before `before_ms` whose delivery is gone, one of
+    /// the keys' maps at a time; returns how many went.
+    async fn purge_keys(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for shard in 0..SHARDS {
+            {
+                let mut guard = self.lock()?;
+                let Inner {
+                    keys, deliveries, ..
+                } = &mut *guard;
+                removed += keys.retain(shard, |(id, seen)| {
+                    *seen >= before_ms || deliveries.contains_key(id)
+                }) as u64;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(removed)
+    }
+
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
         self.inner
             .lock()
@@ -368,6 +473,15 @@ impl Inner {
                 && job.order_key.as_ref() == Some(key)
                 && !matches!(job.status, JobStatus::Succeeded | JobStatus::Dead)
         })
+    }
+
+    /// Whether a delivery is finished: every handler succeeded, or none matched.
+    fn finished(&self, entry: &Entry) -> bool {
+        let status = DeliveryStatus::from_jobs(entry.jobs(&self.jobs).map(|(_, j)| j.status));
+        matches!(
+            status,
+            DeliveryStatus::Acknowledged | DeliveryStatus::Unhandled
+        )
     }
 
     /// Settles a delivery whose every job has succeeded: its jobs move out of the table of open
@@ -446,13 +560,6 @@ impl Inner {
         let entry = entry.remove();
         self.forget(&entry);
         Some(entry)
-    }
-
-    /// Drops a delivery and its jobs.
-    fn remove(&mut self, id: i64) {
-        if let Some(entry) = self.deliveries.remove(&id) {
-            self.forget(&entry);
-        }
     }
 
     /// Accounts for a delivery taken out of the history: its body's bytes, its open jobs.
@@ -760,43 +867,21 @@ impl Store for MemoryStore {
 
     fn purge(&self, policy: Retention) -> StoreFuture<'_, (u64, u64)> {
         Box::pin(async move {
-            let mut inner = self.lock()?;
-            let finished: Vec<i64> = inner
-                .deliveries
-                .iter()
-                .filter(|(_, e)| {
-                    let status =
-                        DeliveryStatus::from_jobs(e.jobs(&inner.jobs).map(|(_, j)| j.status));
-                    matches!(
-                        status,
-                        DeliveryStatus::Acknowledged | DeliveryStatus::Unhandled
-                    )
-                })
-                .map(|(id, _)| *id)
-                .collect();
-            let keep = policy
-                .keep_at_most
-                .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-            let overflow = finished.len().saturating_sub(keep);
-            let doomed: Vec<i64> = finished
-                .iter()
-                .enumerate()
-                .filter(|(i, id)| {
-                    *i < overflow
-                        || inner.deliveries[*id].record.received_at_ms < policy.history_before_ms
-                })
-                .map(|(_, id)| *id)
-                .collect();
-            for &id in &doomed {
-                inner.remove(id);
-            }
-            let before = inner.keys.len();
-            let deliveries = std::mem::take(&mut inner.deliveries);
-            inner
-                .keys
-                .retain(|(id, seen)| *seen >= policy.keys_before_ms || deliveries.contains_key(id));
-            inner.deliveries = deliveries;
-            Ok((doomed.len() as u64, (before - inner.keys.len()) as u64))
+            // In slices, each under the lock on its own and with a yield after it: keys are
+            // kept for days, and one walk over a million of them held every request in flight
+            // (and, on one worker thread, the whole runtime) for milliseconds, once a minute.
+            let overflow = match policy.keep_at_most {
+                Some(keep) => {
+                    let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+                    self.finished_count().await?.saturating_sub(keep)
+                }
+                None => 0,
+            };
+            let deliveries = self
+                .purge_history(overflow, policy.history_before_ms)
+                .await?;
+            let keys = self.purge_keys(policy.keys_before_ms).await?;
+            Ok((deliveries, keys))
         })
     }
 
@@ -972,7 +1057,106 @@ fn warm(r: &StoredDelivery, jobs: &[(i64, Job)]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{BuildHasherDefault, DigestHasher, Digests, IdHasher, Keys, owned};
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::{
+        BuildHasherDefault, DeliveryQuery, DigestHasher, Digests, IdHasher, Ingest, Keys,
+        MemoryStore, NewDelivery, Retention, SHARDS, Store, owned,
+    };
+    use crate::store::HeaderList;
+
+    fn delivery(key: &str, received_at_ms: i64) -> NewDelivery {
+        NewDelivery {
+            key: key.to_owned(),
+            endpoint: "/hooks".to_owned(),
+            connection: None,
+            event: "push".to_owned(),
+            delivery_id: key.to_owned(),
+            headers: HeaderList::new(),
+            body: Bytes::from_static(b"{}"),
+            received_at_ms,
+            jobs: Vec::new(),
+        }
+    }
+
+    /// A purge walks the history and every key kept for days; on a runtime with one thread,
+    /// walking them in one go held up every request in flight until it was done. It takes them
+    /// a slice at a time and lets other tasks run in between: a delivery arriving meanwhile is
+    /// stored before the purge ends, and the purge still takes what it should.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_purge_lets_deliveries_in_between_its_slices() {
+        let store = Arc::new(MemoryStore::keeping(3_000));
+        for i in 0..5_000 {
+            store
+                .ingest(delivery(&format!("old {i}"), 1_000))
+                .await
+                .unwrap();
+        }
+        let purging = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .purge(Retention {
+                        history_before_ms: 2_000,
+                        keep_at_most: None,
+                        keys_before_ms: 2_000,
+                    })
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!purging.is_finished(), "the purge is under way");
+        let late = store.ingest(delivery("late", 3_000)).await.unwrap();
+        assert!(matches!(late, Ingest::Stored { .. }));
+        assert!(
+            !purging.is_finished(),
+            "stored while the purge was under way"
+        );
+        let (deliveries, keys) = purging.await.unwrap().unwrap();
+        // The 3,000 old deliveries the history held went, with all 5,000 old keys; the late
+        // delivery and its key stay.
+        assert_eq!((deliveries, keys), (3_000, 5_000));
+        let query = DeliveryQuery {
+            limit: 10,
+            ..DeliveryQuery::default()
+        };
+        let held = store.list(&query).await.unwrap();
+        assert_eq!(held.len(), 1);
+        assert!(matches!(
+            store.ingest(delivery("late", 4_000)).await.unwrap(),
+            Ingest::Duplicate { .. }
+        ));
+    }
+
+    /// Counted and dropped a slice at a time, a history longer than one slice still keeps
+    /// exactly its newest `keep_at_most` finished deliveries.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_purge_keeps_the_newest_deliveries_across_slices() {
+        let store = MemoryStore::new();
+        for i in 0..2_500 {
+            store
+                .ingest(delivery(&format!("d {i}"), 1_000))
+                .await
+                .unwrap();
+        }
+        let policy = Retention {
+            history_before_ms: 0,
+            keep_at_most: Some(100),
+            keys_before_ms: 0,
+        };
+        assert_eq!(store.purge(policy).await.unwrap(), (2_400, 0));
+        let query = DeliveryQuery {
+            limit: 1_000,
+            ..DeliveryQuery::default()
+        };
+        let held = store.list(&query).await.unwrap();
+        let mut ids: Vec<&str> = held.iter().map(|d| d.delivery_id.as_str()).collect();
+        ids.sort_by_key(|id| id[2..].parse::<u32>().unwrap());
+        let newest: Vec<String> = (2_400..2_500).map(|i| format!("d {i}")).collect();
+        assert_eq!(ids, newest);
+    }
 
     /// The history keeps a body gathered into a buffer of its own as it is, and copies out one
     /// that is a slice of a larger buffer — shared with the connection's reads, or alone in it
@@ -1022,8 +1206,10 @@ mod tests {
             assert_eq!(keys.get(&digest), Some(&(i, i * 10)));
         }
         assert_eq!(keys.get(&digests.digest("key 10000")), None);
-        keys.retain(|&(id, _)| id % 2 == 0);
-        assert_eq!(keys.len(), 5_000);
+        let removed: usize = (0..SHARDS)
+            .map(|shard| keys.retain(shard, |&(id, _)| id % 2 == 0))
+            .sum();
+        assert_eq!((removed, keys.len()), (5_000, 5_000));
         assert_eq!(keys.get(&digests.digest("key 3")), None);
         assert_eq!(keys.get(&digests.digest("key 4")), Some(&(4, 40)));
     }
