@@ -60,10 +60,14 @@ pub(crate) async fn receive(
     // Request handling runs in the connection's task (no task of its own to create, schedule and
     // join per request), boxed so the connection's future stays small, with its panics caught.
     let handling = Box::pin(tracing::Instrument::instrument(
-        {
-            let (shared, endpoint) = (shared.clone(), endpoint.clone());
-            async move { accept(&shared, &endpoint, connection, parts, body, started).await }
-        },
+        accept(
+            shared.clone(),
+            endpoint.clone(),
+            connection,
+            parts,
+            body,
+            started,
+        ),
         span,
     ));
     let result = match Finish(Some(handling)).await {
@@ -170,192 +174,202 @@ struct Accepted {
     body_len: usize,
 }
 
-async fn accept(
-    shared: &Arc<Shared>,
-    ep: &EndpointRt,
+/// Everything between the request's head and its answer. Not an `async fn`: one of those keeps
+/// a second copy of its arguments (the request's 224-byte head among them) for the whole run, and
+/// this future is boxed for every request.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an `async fn` would hold its arguments twice"
+)]
+fn accept(
+    shared: Arc<Shared>,
+    ep: Arc<EndpointRt>,
     connection: Option<String>,
     parts: Parts,
     body: Body,
     started: Instant,
-) -> Result<Accepted, Rejection> {
-    if !ep.enabled.load(Ordering::Relaxed) {
-        return Err(Rejection::NotFound);
-    }
-    if !ep.methods.contains(&parts.method) {
-        return Err(Rejection::MethodNotAllowed(ep.allow.clone()));
-    }
-    // A per-tenant endpoint: an unknown connection is 404 before the body is read.
-    let tenant = match &connection {
-        Some(name) => Some(shared.tenants.resolve(&*shared.store, ep, name).await?),
-        None => None,
-    };
-    let verifier = tenant.as_ref().map_or(&ep.verifier, |t| &t.verifier);
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > ep.max_body) {
-        return Err(Rejection::TooLarge);
-    }
-    // Signatures cover the bytes as sent; decompressing first would verify something else, and
-    // an unbounded decompression is a bomb. Compressed bodies are refused (415).
-    if parts
-        .headers
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
-    {
-        return Err(Rejection::Encoded);
-    }
-    let body = read_body(body, ep.max_body, declared, &shared.config, started).await?;
-
-    let now_ms = shared.clock.now_ms();
-    let now_secs = now_ms.div_euclid(1000);
-    let verified = verifier
-        .verify(&SignedRequest {
-            headers: &parts.headers,
-            body: &body,
-            uri: &parts.uri,
-            public_url: shared.config.public_url.as_deref(),
-            now_secs,
-        })
-        .map_err(|e| Rejection::Signature(e.reason()))?;
-    if let Some(timestamp) = verified.timestamp {
-        let skew = i128::from(now_secs) - i128::from(timestamp);
-        if skew.unsigned_abs() > u128::from(ep.tolerance_secs) {
-            return Err(Rejection::StaleTimestamp);
+) -> impl Future<Output = Result<Accepted, Rejection>> + Send {
+    async move {
+        let (shared, ep) = (&shared, &*ep);
+        if !ep.enabled.load(Ordering::Relaxed) {
+            return Err(Rejection::NotFound);
         }
-    }
-
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let payload = routing::payload(&body, content_type);
-    if let Some(response) = verifier.intercept(&payload) {
-        return Ok(Accepted {
-            response,
-            outcome: "answered",
-            event: String::new(),
-            delivery_id: String::new(),
-            body_len: body.len(),
-        });
-    }
-    let fields = routing::extract(&payload, &ep.plan).map_err(Rejection::Malformed)?;
-
-    let event = read(&ep.event, &fields, &parts.headers).unwrap_or_default();
-    let nonce = tenant
-        .as_ref()
-        .and_then(|t| t.id_header.as_ref())
-        .and_then(|h| parts.headers.get(h))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let delivery_id = nonce
-        .or_else(|| read(&ep.id, &fields, &parts.headers))
-        .unwrap_or_else(|| hex::encode(Sha256::digest(&body)));
-    // The first matching `ack = "handled"` handler answers the request. The rest go straight to
-    // a free worker slot of this instance, created already claimed (no claim round trip), unless
-    // they keep an order or no slot is free: then they wait for a worker's claim.
-    let lease_ms = shared.config.lease_ms;
-    let mut inline = None;
-    // Each matched handler, with the worker slot its job is handed to, if any.
-    let mut matched: Vec<(&Arc<HandlerRt>, Option<worker::Reserved>)> = Vec::new();
-    let mut jobs = Vec::new();
-    for h in ep
-        .handlers
-        .iter()
-        .filter(|h| handler_matches(h, &event, &fields, &parts.headers))
-    {
-        let order_key = h
-            .order_slot
-            .and_then(|slot| fields[slot].as_ref())
-            .and_then(Scalar::to_text)
-            .map(|value| format!("{}:{value}", h.name));
-        let answers = inline.is_none() && h.ack == Ack::Handled;
-        if answers {
-            inline = Some(matched.len());
+        if !ep.methods.contains(&parts.method) {
+            return Err(Rejection::MethodNotAllowed(ep.allow.clone()));
         }
-        let slot = (!answers && order_key.is_none())
-            .then(|| shared.slots.reserve())
-            .flatten();
-        jobs.push(NewJob {
-            handler: h.name.to_owned(),
-            max_attempts: h.retry.max.saturating_add(1),
-            claimed_for_ms: (answers || slot.is_some()).then_some(lease_ms),
-            order_key,
-        });
-        matched.push((h, slot));
-    }
-    drop(fields);
-    // The body's only holder from here is the delivery, so a store may keep it without a copy.
-    drop(payload);
-    let key = idempotency_key(ep.path, connection.as_deref(), &event, &delivery_id);
-    let body_len = body.len();
-    let new = NewDelivery {
-        key,
-        endpoint: ep.path.to_owned(),
-        connection,
-        event: event.clone(),
-        delivery_id: delivery_id.clone(),
-        headers: redacted_headers(&parts.headers, ep),
-        body,
-        received_at_ms: now_ms,
-        jobs,
-    };
-    let ingest = shared.store.ingest(new).await.map_err(|error| {
+        // A per-tenant endpoint: an unknown connection is 404 before the body is read.
+        let tenant = match &connection {
+            Some(name) => Some(shared.tenants.resolve(&*shared.store, ep, name).await?),
+            None => None,
+        };
+        let verifier = tenant.as_ref().map_or(&ep.verifier, |t| &t.verifier);
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > ep.max_body) {
+            return Err(Rejection::TooLarge);
+        }
+        // Signatures cover the bytes as sent; decompressing first would verify something else, and
+        // an unbounded decompression is a bomb. Compressed bodies are refused (415).
+        if parts
+            .headers
+            .get_all(header::CONTENT_ENCODING)
+            .iter()
+            .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+        {
+            return Err(Rejection::Encoded);
+        }
+        let body = read_body(body, ep.max_body, declared, &shared.config, started).await?;
+
+        let now_ms = shared.clock.now_ms();
+        let now_secs = now_ms.div_euclid(1000);
+        let verified = verifier
+            .verify(&SignedRequest {
+                headers: &parts.headers,
+                body: &body,
+                uri: &parts.uri,
+                public_url: shared.config.public_url.as_deref(),
+                now_secs,
+            })
+            .map_err(|e| Rejection::Signature(e.reason()))?;
+        if let Some(timestamp) = verified.timestamp {
+            let skew = i128::from(now_secs) - i128::from(timestamp);
+            if skew.unsigned_abs() > u128::from(ep.tolerance_secs) {
+                return Err(Rejection::StaleTimestamp);
+            }
+        }
+
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let payload = routing::payload(&body, content_type);
+        if let Some(response) = verifier.intercept(&payload) {
+            return Ok(Accepted {
+                response,
+                outcome: "answered",
+                event: String::new(),
+                delivery_id: String::new(),
+                body_len: body.len(),
+            });
+        }
+        let fields = routing::extract(&payload, &ep.plan).map_err(Rejection::Malformed)?;
+
+        let event = read(&ep.event, &fields, &parts.headers).unwrap_or_default();
+        let nonce = tenant
+            .as_ref()
+            .and_then(|t| t.id_header.as_ref())
+            .and_then(|h| parts.headers.get(h))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let delivery_id = nonce
+            .or_else(|| read(&ep.id, &fields, &parts.headers))
+            .unwrap_or_else(|| hex::encode(Sha256::digest(&body)));
+        // The first matching `ack = "handled"` handler answers the request. The rest go straight to
+        // a free worker slot of this instance, created already claimed (no claim round trip), unless
+        // they keep an order or no slot is free: then they wait for a worker's claim.
+        let lease_ms = shared.config.lease_ms;
+        let mut inline = None;
+        // Each matched handler, with the worker slot its job is handed to, if any.
+        let mut matched: Vec<(&Arc<HandlerRt>, Option<worker::Reserved>)> = Vec::new();
+        let mut jobs = Vec::new();
+        for h in ep
+            .handlers
+            .iter()
+            .filter(|h| handler_matches(h, &event, &fields, &parts.headers))
+        {
+            let order_key = h
+                .order_slot
+                .and_then(|slot| fields[slot].as_ref())
+                .and_then(Scalar::to_text)
+                .map(|value| format!("{}:{value}", h.name));
+            let answers = inline.is_none() && h.ack == Ack::Handled;
+            if answers {
+                inline = Some(matched.len());
+            }
+            let slot = (!answers && order_key.is_none())
+                .then(|| shared.slots.reserve())
+                .flatten();
+            jobs.push(NewJob {
+                handler: h.name.to_owned(),
+                max_attempts: h.retry.max.saturating_add(1),
+                claimed_for_ms: (answers || slot.is_some()).then_some(lease_ms),
+                order_key,
+            });
+            matched.push((h, slot));
+        }
+        drop(fields);
+        // The body's only holder from here is the delivery, so a store may keep it without a copy.
+        drop(payload);
+        let key = idempotency_key(ep.path, connection.as_deref(), &event, &delivery_id);
+        let body_len = body.len();
+        let new = NewDelivery {
+            key,
+            endpoint: ep.path.to_owned(),
+            connection,
+            event: event.clone(),
+            delivery_id: delivery_id.clone(),
+            headers: redacted_headers(&parts.headers, ep),
+            body,
+            received_at_ms: now_ms,
+            jobs,
+        };
+        let ingest = shared.store.ingest(new).await.map_err(|error| {
         tracing::error!(target: "hooksmith::store", endpoint = ep.path, %error, "delivery not stored; answering 503");
         Rejection::Unavailable
     })?;
-    let (record, kind) = match &ingest {
-        Ingest::Duplicate { id } => (*id, TransitionKind::Duplicate),
-        Ingest::Stored { id, jobs, .. } if jobs.is_empty() => (*id, TransitionKind::Unhandled),
-        Ingest::Stored { id, .. } => (*id, TransitionKind::Received),
-    };
-    shared.publish(ep.path, &delivery_id, Some(record), || kind);
-    let accepted = |response: Response, outcome| Accepted {
-        response,
-        outcome,
-        event,
-        delivery_id,
-        body_len,
-    };
-    let (record, job_ids) = match ingest {
-        Ingest::Duplicate { .. } => {
+        let (record, kind) = match &ingest {
+            Ingest::Duplicate { id } => (*id, TransitionKind::Duplicate),
+            Ingest::Stored { id, jobs, .. } if jobs.is_empty() => (*id, TransitionKind::Unhandled),
+            Ingest::Stored { id, .. } => (*id, TransitionKind::Received),
+        };
+        shared.publish(ep.path, &delivery_id, Some(record), || kind);
+        let accepted = |response: Response, outcome| Accepted {
+            response,
+            outcome,
+            event,
+            delivery_id,
+            body_len,
+        };
+        let (record, job_ids) = match ingest {
+            Ingest::Duplicate { .. } => {
+                return Ok(accepted(
+                    StatusCode::NO_CONTENT.into_response(),
+                    "duplicate",
+                ));
+            }
+            Ingest::Stored { jobs, record, .. } => (record, jobs),
+        };
+        if job_ids.is_empty() {
             return Ok(accepted(
                 StatusCode::NO_CONTENT.into_response(),
-                "duplicate",
+                "unhandled",
             ));
         }
-        Ingest::Stored { jobs, record, .. } => (record, jobs),
-    };
-    if job_ids.is_empty() {
-        return Ok(accepted(
-            StatusCode::NO_CONTENT.into_response(),
-            "unhandled",
-        ));
-    }
-    let answering = inline.map(|i| (Arc::clone(matched[i].0), job_ids[i]));
-    let mut waiting = false;
-    for (i, ((handler, slot), &job)) in matched.into_iter().zip(&job_ids).enumerate() {
-        match slot {
-            Some(slot) => worker::start(shared, Arc::clone(handler), record.clone(), job, slot),
-            None => waiting |= Some(i) != inline,
+        let answering = inline.map(|i| (Arc::clone(matched[i].0), job_ids[i]));
+        let mut waiting = false;
+        for (i, ((handler, slot), &job)) in matched.into_iter().zip(&job_ids).enumerate() {
+            match slot {
+                Some(slot) => worker::start(shared, Arc::clone(handler), record.clone(), job, slot),
+                None => waiting |= Some(i) != inline,
+            }
         }
+        if waiting {
+            shared.wake_workers();
+        }
+        let Some((handler, job)) = answering else {
+            return Ok(accepted(StatusCode::NO_CONTENT.into_response(), "stored"));
+        };
+        // Boxed: the request's future is sized for its largest state, and most requests run no
+        // handler inline.
+        let outcome = Box::pin(worker::run_once(shared, &handler, record, job, 1, None)).await;
+        let response = outcome
+            .response
+            .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        Ok(accepted(response, "handled"))
     }
-    if waiting {
-        shared.wake_workers();
-    }
-    let Some((handler, job)) = answering else {
-        return Ok(accepted(StatusCode::NO_CONTENT.into_response(), "stored"));
-    };
-    // Boxed: the request's future is sized for its largest state, and most requests run no
-    // handler inline.
-    let outcome = Box::pin(worker::run_once(shared, &handler, record, job, 1, None)).await;
-    let response = outcome
-        .response
-        .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response());
-    Ok(accepted(response, "handled"))
 }
 
 /// Reads the body whole, at most `max` bytes, with no more than the idle timeout between chunks
@@ -390,7 +404,8 @@ async fn read_body(
                 let wait = config
                     .body_idle_timeout
                     .min(deadline.saturating_duration_since(now));
-                tokio::time::timeout(wait, body.frame())
+                // Boxed: most bodies never wait, and the timer would size every request's future.
+                Box::pin(tokio::time::timeout(wait, body.frame()))
                     .await
                     .map_err(|_| Rejection::SlowBody)?
             }
