@@ -10,7 +10,9 @@ use crate::HandlerError;
 #[derive(Debug)]
 pub struct Outcome {
     pub(crate) result: Result<(), HandlerError>,
-    pub(crate) response: Option<Response>,
+    /// Boxed: only `ack = "handled"` handlers have one, and an outcome is held in every handler
+    /// run's future, which is sized for it.
+    pub(crate) response: Option<Box<Response>>,
 }
 
 impl Outcome {
@@ -91,7 +93,7 @@ impl<T: IntoResponse> IntoHandledOutcome for T {
         };
         Outcome {
             result,
-            response: Some(response),
+            response: Some(Box::new(response)),
         }
     }
 }

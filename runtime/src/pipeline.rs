@@ -365,9 +365,10 @@ fn accept(
         // Boxed: the request's future is sized for its largest state, and most requests run no
         // handler inline.
         let outcome = Box::pin(worker::run_once(shared, &handler, record, job, 1, None)).await;
-        let response = outcome
-            .response
-            .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        let response = outcome.response.map_or_else(
+            || StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            |response| *response,
+        );
         Ok(accepted(response, "handled"))
     }
 }
