@@ -114,29 +114,6 @@ const SHARDS: usize = 256;
 /// How many deliveries a purge looks at under the lock at a time.
 const PURGE_SLICE: usize = 1_024;
 
-/// The deliveries a purge looked at under the lock at once, for where its next slice starts.
-struct Slice {
-    walked: usize,
-    last: i64,
-}
-
-impl Slice {
-    fn new() -> Self {
-        Self { walked: 0, last: 0 }
-    }
-
-    fn saw(&mut self, id: i64) {
-        self.walked += 1;
-        self.last = id;
-    }
-
-    /// Where the next slice starts: past the last delivery seen, unless this slice came short
-    /// of [`PURGE_SLICE`] because none is left.
-    fn next(&self) -> Option<i64> {
-        (self.walked == PURGE_SLICE).then_some(self.last + 1)
-    }
-}
-
 /// The idempotency keys, in 256 hash maps by their digest's first byte.
 ///
 /// Keys are kept for days, one per delivery ever received, so theirs is the store's largest
@@ -385,15 +362,9 @@ impl MemoryStore {
         let mut count = 0;
         let mut from = Some(i64::MIN);
         while let Some(start) = from {
-            {
-                let inner = self.lock()?;
-                let mut slice = Slice::new();
-                for (&id, entry) in inner.deliveries.range(start..).take(PURGE_SLICE) {
-                    slice.saw(id);
-                    count += usize::from(inner.finished(entry));
-                }
-                from = slice.next();
-            }
+            let (finished, next) = self.lock()?.finished_slice(start);
+            count += finished.len();
+            from = next;
             tokio::task::yield_now().await;
         }
         Ok(count)
@@ -405,31 +376,24 @@ impl MemoryStore {
         let (mut seen, mut removed) = (0, 0);
         let mut from = Some(i64::MIN);
         while let Some(start) = from {
-            let evicted = {
+            let mut evicted = Evicted::default();
+            {
                 let mut inner = self.lock()?;
-                let mut doomed = Vec::new();
-                let mut slice = Slice::new();
-                for (&id, entry) in inner.deliveries.range(start..).take(PURGE_SLICE) {
-                    slice.saw(id);
-                    if !inner.finished(entry) {
+                let (finished, next) = inner.finished_slice(start);
+                from = next;
+                for (id, received_at_ms) in finished {
+                    let doomed = seen < overflow || received_at_ms < before_ms;
+                    seen += 1;
+                    if !doomed {
                         continue;
                     }
-                    if seen < overflow || entry.record.received_at_ms < before_ms {
-                        doomed.push(id);
-                    }
-                    seen += 1;
-                }
-                from = slice.next();
-                let mut evicted = Evicted::default();
-                for id in doomed {
                     if let Some(entry) = inner.deliveries.remove(&id) {
                         inner.forget(&entry);
                         evicted.push(entry);
                         removed += 1;
                     }
                 }
-                evicted
-            };
+            }
             drop(evicted);
             tokio::task::yield_now().await;
         }
@@ -473,6 +437,20 @@ impl Inner {
                 && job.order_key.as_ref() == Some(key)
                 && !matches!(job.status, JobStatus::Succeeded | JobStatus::Dead)
         })
+    }
+
+    /// The finished deliveries among the [`PURGE_SLICE`] held from id `start` on, oldest first,
+    /// with when each was received; and where the next slice starts, unless none is left.
+    fn finished_slice(&self, start: i64) -> (Vec<(i64, i64)>, Option<i64>) {
+        let mut finished = Vec::new();
+        let (mut walked, mut last) = (0, start);
+        for (&id, entry) in self.deliveries.range(start..).take(PURGE_SLICE) {
+            (walked, last) = (walked + 1, id);
+            if self.finished(entry) {
+                finished.push((id, entry.record.received_at_ms));
+            }
+        }
+        (finished, (walked == PURGE_SLICE).then_some(last + 1))
     }
 
     /// Whether a delivery is finished: every handler succeeded, or none matched.
