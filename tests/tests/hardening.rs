@@ -241,6 +241,46 @@ async fn a_panic_in_request_handling_is_a_500_and_the_process_keeps_serving() {
     assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
 }
 
+/// `App::serve` hands a delivery to its endpoint without the router when the path is the
+/// endpoint's own; every other request still goes through the router. Both must answer alike:
+/// the path compared whole and as sent, the query string aside, the method checked by the
+/// endpoint.
+#[tokio::test]
+async fn deliveries_served_past_the_router_are_answered_as_the_router_would() {
+    let addr = serve(hooksmith::App::builder()).await;
+    let ask = |method: &'static str, target: &'static str| {
+        let addr = addr.clone();
+        async move {
+            let head = format!(
+                "{method} {target} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+            );
+            exchange(&addr, &head, b"{}", Duration::from_secs(5)).await
+        }
+    };
+    for (method, target, status) in [
+        ("POST", "/hard", "204"),
+        ("POST", "/hard?source=test", "204"),
+        ("PUT", "/hard", "405"),
+        ("POST", "/hard/", "404"),
+        ("POST", "/HARD", "404"),
+        ("POST", "/har", "404"),
+        ("POST", "/%68ard", "404"),
+        ("GET", "/healthz", "200"),
+    ] {
+        let answer = ask(method, target).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{method} {target}: {answer}"
+        );
+        if status == "405" {
+            assert!(
+                answer.to_ascii_lowercase().contains("\r\nallow: post"),
+                "{answer}"
+            );
+        }
+    }
+}
+
 /// A client that hangs up while its delivery is being stored takes nothing with it: the store
 /// finishes, and the handler the delivery matched runs.
 #[tokio::test]
