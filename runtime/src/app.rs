@@ -763,6 +763,11 @@ impl App {
     }
 
     /// Serves on a bound listener until `shutdown` completes, then drains as [`App::serve`] does.
+    ///
+    /// A request to an endpoint's own path goes straight to that endpoint; every other request
+    /// (per-tenant endpoints, `/healthz`, `/metrics`, the admin API) through the routes of
+    /// [`App::router`], which answers every request alike when it is merged into an app of your
+    /// own, at the cost of its lookup.
     pub async fn serve_on(
         self,
         listener: tokio::net::TcpListener,
