@@ -74,6 +74,8 @@ pub(crate) struct Shared {
     pub(crate) admin_token: Option<crate::scheme::Secret>,
     pub(crate) tenants: crate::tenants::Tenants,
     pub(crate) transitions: tokio::sync::broadcast::Sender<crate::observe::Transition>,
+    /// Whether [`App::subscribe`] was ever called: [`Shared::publish`] skips the channel until then.
+    pub(crate) subscribed: std::sync::atomic::AtomicBool,
     pub(crate) in_flight: InFlight,
 }
 
@@ -116,8 +118,11 @@ impl Shared {
         record_id: Option<i64>,
         kind: impl FnOnce() -> crate::observe::TransitionKind,
     ) {
-        // Nothing is built unless someone listens.
-        if self.transitions.receiver_count() > 0 {
+        // Nothing is built unless someone listens; until someone has subscribed, not even the
+        // channel's lock is taken to count them.
+        if self.subscribed.load(std::sync::atomic::Ordering::Acquire)
+            && self.transitions.receiver_count() > 0
+        {
             let _ = self.transitions.send(crate::observe::Transition {
                 endpoint: endpoint.to_owned(),
                 delivery_id: delivery_id.to_owned(),
@@ -498,6 +503,7 @@ impl AppBuilder {
             admin_token: self.admin_token.map(crate::scheme::Secret::new),
             tenants: crate::tenants::Tenants::default(),
             transitions: tokio::sync::broadcast::channel(crate::observe::CAPACITY).0,
+            subscribed: std::sync::atomic::AtomicBool::new(false),
             in_flight: InFlight::default(),
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -733,7 +739,11 @@ impl App {
     /// Every delivery transition from now on, each published after it is stored. A receiver that
     /// falls more than 4,096 transitions behind is told how many it missed.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::observe::Transition> {
-        self.shared.transitions.subscribe()
+        let receiver = self.shared.transitions.subscribe();
+        self.shared
+            .subscribed
+            .store(true, std::sync::atomic::Ordering::Release);
+        receiver
     }
 
     /// The address `serve` listens on.

@@ -35,11 +35,16 @@ pub(crate) struct Slots {
     /// Held (shared) by each job until its result is recorded; the drain takes it exclusively.
     recording: Arc<tokio::sync::RwLock<()>>,
     /// The jobs running here: released to run elsewhere if the drain's grace runs out.
-    running: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+    running: Arc<std::sync::Mutex<Running>>,
     /// Whether the claiming loop runs (and has not begun to stop): only then are jobs handed to
     /// a slot at reception.
     open: std::sync::atomic::AtomicBool,
 }
+
+/// Job ids, hashed as the store's own ids are ([`IdHasher`](crate::store::IdHasher)): each job
+/// is added and removed once.
+type Running =
+    std::collections::HashSet<i64, std::hash::BuildHasherDefault<crate::store::IdHasher>>;
 
 /// A free worker slot, reserved for a job about to be created already claimed.
 pub(crate) struct Reserved {

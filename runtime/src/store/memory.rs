@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 
 use super::{
-    ClaimedJob, Connection, DeliveryQuery, DeliveryStatus, DeliverySummary, Ingest, JobResult,
-    JobStatus, JobSummary, NewDelivery, NewJob, Retention, Store, StoreError, StoreFuture,
-    StoreInfo, StoredDelivery,
+    ClaimedJob, Connection, DeliveryQuery, DeliveryStatus, DeliverySummary, IdHasher, Ingest,
+    JobResult, JobStatus, JobSummary, NewDelivery, NewJob, Retention, Store, StoreError,
+    StoreFuture, StoreInfo, StoredDelivery,
 };
 
 /// A [`Store`] that keeps everything in memory. Not durable: the startup banner says so.
@@ -74,35 +74,8 @@ impl Finished {
     }
 }
 
-/// Jobs by id. The ids are the store's own, handed out in sequence and never chosen by a sender,
-/// so they are hashed with one multiplication rather than SipHash, whose defence against chosen
-/// keys buys nothing here and whose cost every ingest, finish and eviction paid several times.
+/// Jobs by id, hashed with [`IdHasher`]: every ingest, finish and eviction looks them up.
 type Jobs = HashMap<i64, Job, BuildHasherDefault<IdHasher>>;
-
-/// Fibonacci hashing of an id: the multiplication spreads consecutive ids over the table's
-/// positions and over the top bits its probes compare.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn write_i64(&mut self, n: i64) {
-        self.write_u64(n.cast_unsigned());
-    }
-}
 
 /// An idempotency key as the memory store remembers it: the first 128 bits of its SHA-256,
 /// keyed with the store's own secret (see [`Digests::digest`]).

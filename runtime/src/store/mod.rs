@@ -19,6 +19,7 @@ mod sql;
 mod sqlite;
 
 use std::future::Future;
+use std::hash::Hasher;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -31,6 +32,33 @@ pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+
+/// Hashing of a store's own ids (deliveries, jobs): Fibonacci hashing, one multiplication that
+/// spreads consecutive ids over a table's positions and over the top bits its probes compare.
+/// The ids are handed out in sequence by the store and never chosen by a sender, so SipHash's
+/// defence against chosen keys buys nothing for them, and its cost would be paid at every look-up.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n.cast_unsigned());
+    }
+}
 
 /// Opens the store a `HOOKSMITH_STORE` URL names: `memory`, `sqlite:PATH[?synchronous=normal]`
 /// or `postgres://...` (`postgresql://` too). Connections are made on first use.
