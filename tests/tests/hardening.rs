@@ -243,42 +243,87 @@ async fn a_panic_in_request_handling_is_a_500_and_the_process_keeps_serving() {
 
 /// `App::serve` hands a delivery to its endpoint without the router when the path is the
 /// endpoint's own; every other request still goes through the router. Both must answer alike:
-/// the path compared whole and as sent, the query string aside, the method checked by the
-/// endpoint.
+/// each request below is sent over a socket to `serve_on` and, in-process, to the app's router,
+/// and the two statuses compared — the path compared whole and as sent, the query string aside,
+/// the method checked by the endpoint, per-tenant and admin paths left to the router.
 #[tokio::test]
 async fn deliveries_served_past_the_router_are_answered_as_the_router_would() {
-    let addr = serve(hooksmith::App::builder()).await;
-    let ask = |method: &'static str, target: &'static str| {
-        let addr = addr.clone();
-        async move {
-            let head = format!(
-                "{method} {target} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
-            );
-            exchange(&addr, &head, b"{}", Duration::from_secs(5)).await
-        }
-    };
-    for (method, target, status) in [
-        ("POST", "/hard", "204"),
-        ("POST", "/hard?source=test", "204"),
-        ("PUT", "/hard", "405"),
-        ("POST", "/hard/", "404"),
-        ("POST", "/HARD", "404"),
-        ("POST", "/har", "404"),
-        ("POST", "/%68ard", "404"),
-        ("GET", "/healthz", "200"),
-    ] {
-        let answer = ask(method, target).await;
-        assert!(
-            answer.starts_with(&format!("HTTP/1.1 {status}")),
-            "{method} {target}: {answer}"
+    use tower::ServiceExt;
+
+    let app = hooksmith::App::builder()
+        .admin_token("admin-token")
+        .ignore_env()
+        .build()
+        .unwrap();
+    let router = app.router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(app.serve_on(listener, std::future::pending()));
+    let cases = [
+        ("POST", "/hard", Some("204")),
+        ("POST", "/hard?source=test", Some("204")),
+        ("PUT", "/hard", Some("405")),
+        ("GET", "/hard", Some("405")),
+        ("POST", "/hard/", Some("404")),
+        ("POST", "/HARD", Some("404")),
+        ("POST", "/har", Some("404")),
+        ("POST", "/hardly", Some("404")),
+        ("POST", "/%68ard", Some("404")),
+        ("POST", "//hard", None),
+        ("GET", "/healthz", Some("200")),
+        ("POST", "/healthz", None),
+        ("GET", "/metrics", Some("200")),
+        ("GET", "/admin/deliveries", Some("401")),
+        ("POST", "/tenants/acme/hook", Some("404")),
+        ("POST", "/tenants//hook", None),
+        ("POST", "/", Some("404")),
+    ];
+    for (method, target, expected) in cases {
+        let head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
         );
+        let served = exchange(&addr, &head, b"{}", Duration::from_secs(5)).await;
+        let routed = router
+            .clone()
+            .oneshot(
+                http::Request::builder()
+                    .method(method)
+                    .uri(target)
+                    .header("content-type", "application/json")
+                    .body(axum_body(b"{}"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = routed.status().as_str().to_owned();
+        assert!(
+            served.starts_with(&format!("HTTP/1.1 {status}")),
+            "{method} {target}: served {served:?}, routed {status}"
+        );
+        if let Some(expected) = expected {
+            assert_eq!(status, expected, "{method} {target}");
+        }
         if status == "405" {
+            let allow = routed.headers()["allow"].to_str().unwrap().to_ascii_lowercase();
             assert!(
-                answer.to_ascii_lowercase().contains("\r\nallow: post"),
-                "{answer}"
+                served
+                    .to_ascii_lowercase()
+                    .contains(&format!("\r\nallow: {allow}\r\n")),
+                "{method} {target}: served {served:?}, routed allow {allow}"
             );
+            if target.starts_with("/hard") {
+                assert_eq!(allow, "post");
+            }
         }
     }
+}
+
+/// A per-tenant endpoint: requests to it are left to the router.
+#[webhook(path = "/tenants/{connection}/hook", sig = "github")]
+async fn tenant_hook() {}
+
+fn axum_body(bytes: &'static [u8]) -> hooksmith::axum::body::Body {
+    hooksmith::axum::body::Body::from(bytes)
 }
 
 /// A client that hangs up while its delivery is being stored takes nothing with it: the store
