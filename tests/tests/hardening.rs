@@ -304,7 +304,10 @@ async fn deliveries_served_past_the_router_are_answered_as_the_router_would() {
             assert_eq!(status, expected, "{method} {target}");
         }
         if status == "405" {
-            let allow = routed.headers()["allow"].to_str().unwrap().to_ascii_lowercase();
+            let allow = routed.headers()["allow"]
+                .to_str()
+                .unwrap()
+                .to_ascii_lowercase();
             assert!(
                 served
                     .to_ascii_lowercase()
