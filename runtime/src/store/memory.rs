@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque, hash_map};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{
     ClaimedJob, Connection, DeliveryQuery, DeliveryStatus, DeliverySummary, IdHasher, Ingest,
@@ -29,6 +29,8 @@ pub struct MemoryStore {
     /// Turns idempotency keys into the digests [`Inner::keys`] holds; outside the lock, so a
     /// key is digested before it is taken.
     digests: Digests,
+    /// Buffers of large bodies dropped from the history, for the next bodies to be copied into.
+    spares: Spares,
 }
 
 impl Default for MemoryStore {
@@ -207,13 +209,81 @@ impl Hasher for DigestHasher {
 /// The body as the history holds it: a buffer of its own, not much larger than the body. A body
 /// that came in one chunk is a slice of its connection's read buffer, shared with it, and is
 /// copied out, so the history does not pin that buffer; one gathered from several chunks is a
-/// buffer of its own already, and is kept as it is rather than copied again.
-fn owned(body: Bytes) -> Bytes {
+/// buffer of its own already, and is kept as it is rather than copied again. A copy goes into a
+/// spare buffer it fits, if there is one (see [`Spares`]).
+fn owned(body: Bytes, spares: &Spares) -> Bytes {
+    let copy = |body: &[u8]| {
+        spares
+            .copy(body)
+            .unwrap_or_else(|| Bytes::copy_from_slice(body))
+    };
     match body.try_into_mut() {
-        Ok(alone) if alone.capacity() - alone.len() <= alone.len() / 8 => alone.freeze(),
-        Ok(alone) => Bytes::copy_from_slice(&alone),
-        Err(shared) => Bytes::copy_from_slice(&shared),
+        Ok(alone) if fits(alone.capacity(), alone.len()) => alone.freeze(),
+        Ok(alone) => copy(&alone),
+        Err(shared) => copy(&shared),
     }
+}
+
+/// Bodies at least this large dropped from the history keep their buffer for a new body; smaller
+/// ones are freed, which the allocator's per-thread caches make cheap.
+const SPARE_MIN: usize = 4 * 1024;
+
+/// The most buffers [`Spares`] holds, and the largest it keeps: a few, so that memory the history
+/// no longer counts stays small.
+const SPARES: usize = 4;
+const SPARE_MAX: usize = 256 * 1024;
+
+/// Buffers of large bodies the history has dropped, for the next bodies of about their size.
+///
+/// At 20 KB a body's `malloc` and `free` cost more than its copy: the allocator sorts a chunk of
+/// that size into its bins and merges it with its neighbours, whose headers — in memory the
+/// history last touched thousands of deliveries ago — miss the cache. A dropped body's buffer,
+/// reused for the next body that fits it, skips both. A buffer is reused only for a body that
+/// fills at least eight ninths of it, so the history never holds much more than its bodies.
+#[derive(Debug, Default)]
+struct Spares(Mutex<Vec<BytesMut>>);
+
+impl Spares {
+    /// `body` copied into a spare buffer it fits, if there is one.
+    fn copy(&self, body: &[u8]) -> Option<Bytes> {
+        if body.len() < SPARE_MIN {
+            return None;
+        }
+        let mut spares = self.0.lock().ok()?;
+        let fit = spares
+            .iter()
+            .position(|buf| fits(buf.capacity(), body.len()))?;
+        let mut buf = spares.swap_remove(fit);
+        drop(spares);
+        buf.clear();
+        buf.extend_from_slice(body);
+        Some(buf.freeze())
+    }
+
+    /// Keeps the body's buffer of a record dropped from the history, if nothing else holds the
+    /// record or its body and it is of a size worth keeping; drops the record either way.
+    fn keep(&self, record: Arc<StoredDelivery>) {
+        if !(SPARE_MIN..=SPARE_MAX).contains(&record.body.len()) {
+            return;
+        }
+        let Ok(record) = Arc::try_unwrap(record) else {
+            return;
+        };
+        let Ok(buf) = record.body.try_into_mut() else {
+            return;
+        };
+        if let Ok(mut spares) = self.0.lock() {
+            if spares.len() == SPARES {
+                spares.remove(0);
+            }
+            spares.push(buf);
+        }
+    }
+}
+
+/// Whether a buffer of `capacity` bytes takes a body of `len` and not much more.
+fn fits(capacity: usize, len: usize) -> bool {
+    capacity >= len && capacity - len <= len / 8
 }
 
 #[derive(Debug)]
@@ -244,9 +314,17 @@ impl Evicted {
     }
 }
 
-impl Drop for Evicted {
-    /// Reads each record's buffers together before freeing them (see [`warm`]).
-    fn drop(&mut self) {
+impl Evicted {
+    /// Frees the deliveries as [`Drop`] does, keeping their large bodies' buffers in `spares`.
+    fn release(mut self, spares: &Spares) {
+        self.warm();
+        for entry in self.first.take().into_iter().chain(self.more.drain(..)) {
+            spares.keep(entry.record);
+        }
+    }
+
+    /// Reads each record's buffers together before they are freed (see [`warm`]).
+    fn warm(&self) {
         for entry in self.first.iter().chain(&self.more) {
             let settled: &[(i64, Job)] = match &entry.work {
                 Work::Settled { jobs, .. } => jobs,
@@ -254,6 +332,13 @@ impl Drop for Evicted {
             };
             warm(&entry.record, settled);
         }
+    }
+}
+
+impl Drop for Evicted {
+    /// Reads each record's buffers together before freeing them (see [`warm`]).
+    fn drop(&mut self) {
+        self.warm();
     }
 }
 
@@ -318,6 +403,7 @@ impl MemoryStore {
             keep: deliveries.max(1),
             keep_bytes: Self::DEFAULT_KEEP_BYTES,
             digests: Digests::default(),
+            spares: Spares::default(),
         }
     }
 
@@ -367,7 +453,7 @@ impl MemoryStore {
                     }
                 }
             }
-            drop(evicted);
+            evicted.release(&self.spares);
             tokio::task::yield_now().await;
         }
         Ok(removed)
@@ -562,7 +648,7 @@ impl Store for MemoryStore {
             // key's digest before the lock, so that threads storing at once wait for each other
             // only for the tables' updates. A duplicate pays for a copy it does not keep; it is
             // the rare case.
-            let body = owned(std::mem::take(&mut new.body));
+            let body = owned(std::mem::take(&mut new.body), &self.spares);
             let digest = self.digests.digest(&new.key);
             let mut guard = self.lock()?;
             let inner = &mut *guard;
@@ -632,7 +718,7 @@ impl Store for MemoryStore {
                 Evicted::default()
             };
             drop(guard);
-            drop(evicted);
+            evicted.release(&self.spares);
             Ok(Ingest::Stored {
                 id,
                 jobs: job_ids,
@@ -744,7 +830,7 @@ impl Store for MemoryStore {
             if succeeded && inner.settle(delivery) {
                 let evicted = inner.evict(self.keep, self.keep_bytes);
                 drop(inner);
-                drop(evicted);
+                evicted.release(&self.spares);
             }
             Ok(())
         })
@@ -1014,7 +1100,7 @@ mod tests {
 
     use super::{
         BuildHasherDefault, DeliveryQuery, DigestHasher, Digests, IdHasher, Ingest, Keys,
-        MemoryStore, NewDelivery, Retention, SHARDS, Store, owned,
+        MemoryStore, NewDelivery, Retention, SHARDS, Spares, Store, owned,
     };
     use crate::store::HeaderList;
 
@@ -1118,7 +1204,7 @@ mod tests {
         gathered.extend_from_slice(&[1; 20_000]);
         let gathered = gathered.freeze();
         let at = gathered.as_ptr();
-        let kept = owned(gathered);
+        let kept = owned(gathered, &Spares::default());
         assert_eq!(kept.as_ptr(), at, "a buffer of its own is not copied");
         assert_eq!(kept, vec![1u8; 20_000]);
 
@@ -1127,17 +1213,112 @@ mod tests {
         let read_buffer = read_buffer.freeze();
         let slice = read_buffer.slice(100..1_100);
         let at = slice.as_ptr();
-        let kept = owned(slice.clone());
+        let kept = owned(slice.clone(), &Spares::default());
         assert_ne!(kept.as_ptr(), at, "a slice still shared is copied");
         assert_eq!(kept, slice);
         drop(read_buffer);
-        let kept = owned(slice);
+        let kept = owned(slice, &Spares::default());
         assert_ne!(
             kept.as_ptr(),
             at,
             "a slice alone in a larger buffer is copied"
         );
         assert_eq!(kept, vec![2u8; 1_000]);
+    }
+
+    /// Bodies go into buffers that held bodies dropped from the history (see [`Spares`]), and no
+    /// body ever changes under a reader: each held body reads back as received, and a record
+    /// still held elsewhere — by a handler run, say — keeps its own.
+    #[tokio::test(flavor = "current_thread")]
+    async fn no_body_changes_when_the_history_reuses_buffers() {
+        let store = MemoryStore::keeping(3);
+        // A connection's read buffer, each body a slice of it, so the history copies it out.
+        let read = |fill: u8, len: usize| {
+            let mut buf = bytes::BytesMut::with_capacity(len + 512);
+            buf.extend_from_slice(&vec![fill; len + 512]);
+            buf.freeze().slice(256..256 + len)
+        };
+        let ingest = |key: String, body: Bytes| {
+            let mut new = delivery(&key, 1_000);
+            new.body = body;
+            store.ingest(new)
+        };
+        let Ingest::Stored { record: held, .. } =
+            ingest("0".into(), read(0, 20_000)).await.unwrap()
+        else {
+            panic!("stored")
+        };
+        for i in 1..40u8 {
+            // Sizes vary a little, as real deliveries' do: some fit a spare, some do not.
+            let len = 19_000 + usize::from(i % 5) * 500;
+            let Ingest::Stored { id, record, .. } =
+                ingest(i.to_string(), read(i, len)).await.unwrap()
+            else {
+                panic!("stored")
+            };
+            drop(record);
+            let (_, stored) = store.get(id).await.unwrap().unwrap();
+            assert_eq!(
+                stored.body,
+                vec![i; len],
+                "delivery {i} reads back as received"
+            );
+        }
+        assert_eq!(
+            held.body,
+            vec![0; 20_000],
+            "a record held elsewhere keeps its body"
+        );
+        let query = DeliveryQuery {
+            limit: 10,
+            ..DeliveryQuery::default()
+        };
+        let listed = store.list(&query).await.unwrap();
+        assert_eq!(listed.len(), 3);
+        for summary in listed {
+            let (_, stored) = store.get(summary.id).await.unwrap().unwrap();
+            let fill = summary.delivery_id.parse::<u8>().unwrap();
+            assert!(
+                stored.body.iter().all(|&b| b == fill),
+                "{fill} reads back as received"
+            );
+        }
+    }
+
+    /// A dropped body's buffer is taken by the next body that fills most of it — not by one
+    /// much smaller, which would pin several times its size, nor by one too large — and a record
+    /// something else still holds lends nothing.
+    #[test]
+    fn spare_buffers_go_to_bodies_that_fit_them() {
+        let spares = Spares::default();
+        let record = |body: Bytes| {
+            let mut new = delivery("k", 0);
+            new.body = body;
+            Arc::new(new.into_record(1))
+        };
+        let dropped = record(Bytes::from(vec![1; 20_000]));
+        let at = dropped.body.as_ptr();
+        spares.keep(dropped);
+        assert!(spares.copy(&[2; 5_000]).is_none(), "too small for it");
+        assert!(spares.copy(&[2; 20_001]).is_none(), "too large for it");
+        let copied = spares.copy(&[3; 18_000]).expect("fits");
+        assert_eq!(copied.as_ptr(), at, "the dropped body's buffer");
+        assert_eq!(copied, vec![3; 18_000]);
+        assert!(spares.copy(&[3; 18_000]).is_none(), "lent once");
+
+        let held = record(Bytes::from(vec![4; 20_000]));
+        spares.keep(held.clone());
+        assert!(
+            spares.copy(&[5; 20_000]).is_none(),
+            "a record held elsewhere lends nothing"
+        );
+        assert_eq!(held.body, vec![4; 20_000]);
+
+        spares.keep(record(Bytes::from(vec![6; 1_000])));
+        assert!(
+            spares.copy(&[7; 1_000]).is_none(),
+            "small bodies are left to the allocator"
+        );
     }
 
     /// The sharded keys answer as one map would: every key found under its own value, the count
