@@ -21,6 +21,8 @@ use super::{
 /// ones are dropped as new ones finish, so memory stays flat under any load and any payload size.
 /// Deliveries with a handler still to run, retrying or dead are never dropped, and the newest
 /// finished one is always kept; idempotency keys outlive their deliveries as in every store.
+/// Besides, the buffers of up to four bodies of 4–256 KiB it dropped (1 MiB at most) wait to
+/// take new bodies that fit them.
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
