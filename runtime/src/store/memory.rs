@@ -242,6 +242,8 @@ const SPARE_MAX: usize = 256 * 1024;
 /// history last touched thousands of deliveries ago — miss the cache. A dropped body's buffer,
 /// reused for the next body that fits it, skips both. A buffer is reused only for a body that
 /// fills at least eight ninths of it, so the history never holds much more than its bodies.
+/// The spares are only ever tried, never waited for: a thread that finds another at them uses
+/// the allocator, so threads storing at once do not pass a lock between their cores for this.
 #[derive(Debug, Default)]
 struct Spares(Mutex<Vec<BytesMut>>);
 
@@ -251,7 +253,7 @@ impl Spares {
         if body.len() < SPARE_MIN {
             return None;
         }
-        let mut spares = self.0.lock().ok()?;
+        let mut spares = self.0.try_lock().ok()?;
         let fit = spares
             .iter()
             .position(|buf| fits(buf.capacity(), body.len()))?;
@@ -274,7 +276,7 @@ impl Spares {
         let Ok(buf) = record.body.try_into_mut() else {
             return;
         };
-        if let Ok(mut spares) = self.0.lock() {
+        if let Ok(mut spares) = self.0.try_lock() {
             if spares.len() == SPARES {
                 spares.remove(0);
             }
