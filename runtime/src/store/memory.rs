@@ -230,9 +230,11 @@ fn owned(body: Bytes, spares: &Spares) -> Bytes {
 /// ones are freed, which the allocator's per-thread caches make cheap.
 const SPARE_MIN: usize = 4 * 1024;
 
-/// The most buffers [`Spares`] holds, and the largest it keeps: a few, so that memory the history
-/// no longer counts stays small.
+/// The most buffers [`Spares`] holds: a few, so that memory the history no longer counts stays
+/// small.
 const SPARES: usize = 4;
+
+/// The largest buffer [`Spares`] keeps (four of them are 1 MiB).
 const SPARE_MAX: usize = 256 * 1024;
 
 /// Buffers of large bodies the history has dropped, for the next bodies of about their size.
@@ -316,9 +318,7 @@ impl Evicted {
             self.more.push(entry);
         }
     }
-}
 
-impl Evicted {
     /// Frees the deliveries as [`Drop`] does, keeping their large bodies' buffers in `spares`.
     fn release(mut self, spares: &Spares) {
         self.warm();
