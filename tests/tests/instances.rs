@@ -1,6 +1,7 @@
 //! Three app processes on one PostgreSQL database: 4,000 unique deliveries spread over them — sent
-//! again after a 503 or no answer, as a provider does — are each handled once; the same delivery sent to two instances at once is stored and handled
-//! once; an instance killed while holding leases has its jobs finished by the others.
+//! again after a 503 or no answer, as a provider does — are each handled once; the same delivery
+//! sent to two instances at once is stored and handled once; an instance killed while holding
+//! leases has its jobs finished by the others.
 //! Needs `HOOKSMITH_TEST_POSTGRES_URL`; skipped (and says so) without it.
 
 use std::collections::BTreeMap;
