@@ -227,7 +227,8 @@ fn owned(body: Bytes, spares: &Spares) -> Bytes {
 }
 
 /// Bodies at least this large dropped from the history keep their buffer for a new body; smaller
-/// ones are freed, which the allocator's per-thread caches make cheap.
+/// ones are freed, which the allocator's per-thread caches make cheap, after [`warm`] has read
+/// them whole for the next body's copy.
 const SPARE_MIN: usize = 4 * 1024;
 
 /// The most buffers [`Spares`] holds: a few, so that memory the history no longer counts stays
