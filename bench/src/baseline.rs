@@ -6,6 +6,13 @@
 //! It is what hooksmith is measured against: no persistence, no retries, no history — every
 //! safety feature hooksmith adds is extra work this receiver does not do.
 //!
+//! [`history_router`] is that receiver keeping what hooksmith's memory store keeps of each
+//! delivery for its history and replay — the delivery id, the event, when it came, its headers and
+//! its body, copied out of the connection's buffers — for the last
+//! [`MemoryStore::DEFAULT_KEEP`](hooksmith::store::MemoryStore::DEFAULT_KEEP) deliveries, within
+//! [`MemoryStore::DEFAULT_KEEP_BYTES`](hooksmith::store::MemoryStore::DEFAULT_KEEP_BYTES) of bodies,
+//! the oldest dropped first. It prices that history alone, without the rest of hooksmith.
+//!
 //! [`durable_router`] is the same receiver made durable the way a handler written against `sqlx`
 //! is: each delivery inserted into SQLite (WAL, `synchronous=FULL`, as hooksmith's `sqlite`
 //! store) in its own transaction before the 204, its delivery id the primary key, so a retry is
@@ -14,7 +21,7 @@
 //! committed on its own, from a pool of connections.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -50,15 +57,95 @@ struct Receiver {
     key: Arc<Hmac<Sha256>>,
     seen: Arc<Mutex<HashSet<Box<str>>>>,
     handled: Arc<AtomicU64>,
+    /// The deliveries kept for replay, for the receiver that keeps them.
+    history: Option<Arc<Mutex<History>>>,
+}
+
+/// The last deliveries received, oldest first, bounded in number and in bytes of bodies.
+struct History {
+    kept: VecDeque<Kept>,
+    body_bytes: usize,
+    max: usize,
+    max_body_bytes: usize,
+}
+
+/// What a replay needs of one delivery.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "kept for a replay, which the bench never asks for"
+    )
+)]
+struct Kept {
+    delivery_id: Box<str>,
+    event: Box<str>,
+    received_at_ms: i64,
+    /// `name: value` lines, in one buffer.
+    headers: Box<[u8]>,
+    body: Bytes,
+}
+
+/// The request's headers as `name: value` lines in one buffer, the signature left out.
+fn header_lines(headers: &HeaderMap) -> Box<[u8]> {
+    let kept = || {
+        headers
+            .iter()
+            .filter(|(name, _)| name.as_str() != "x-hub-signature-256")
+    };
+    let len = kept()
+        .map(|(name, value)| name.as_str().len() + value.len() + 3)
+        .sum();
+    let mut lines = Vec::with_capacity(len);
+    for (name, value) in kept() {
+        lines.extend_from_slice(name.as_str().as_bytes());
+        lines.extend_from_slice(b": ");
+        lines.extend_from_slice(value.as_bytes());
+        lines.push(b'\n');
+    }
+    lines.into_boxed_slice()
+}
+
+impl History {
+    fn new(max: usize, max_body_bytes: usize) -> Self {
+        Self {
+            kept: VecDeque::new(),
+            body_bytes: 0,
+            max,
+            max_body_bytes,
+        }
+    }
+
+    /// Keeps `delivery`, then drops the oldest deliveries until both bounds hold again.
+    fn keep(&mut self, delivery: Kept) {
+        self.body_bytes += delivery.body.len();
+        self.kept.push_back(delivery);
+        while self.kept.len() > self.max || self.body_bytes > self.max_body_bytes {
+            let Some(oldest) = self.kept.pop_front() else {
+                break;
+            };
+            self.body_bytes -= oldest.body.len();
+        }
+    }
 }
 
 /// The hand-written receiver's router: `POST /hooks/github`.
 pub(crate) fn router(secret: &str) -> Router {
-    receiver(secret).0
+    receiver(secret, None).0
+}
+
+/// The hand-written receiver keeping a history as hooksmith's memory store does by default:
+/// `POST /hooks/github`.
+pub(crate) fn history_router(secret: &str) -> Router {
+    let history = History::new(
+        hooksmith::store::MemoryStore::DEFAULT_KEEP,
+        hooksmith::store::MemoryStore::DEFAULT_KEEP_BYTES,
+    );
+    receiver(secret, Some(Arc::new(Mutex::new(history)))).0
 }
 
 /// The router and the count of pull requests it handled.
-fn receiver(secret: &str) -> (Router, Arc<AtomicU64>) {
+fn receiver(secret: &str, history: Option<Arc<Mutex<History>>>) -> (Router, Arc<AtomicU64>) {
     let key = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
     let handled = Arc::new(AtomicU64::new(0));
     let router = Router::new()
@@ -67,6 +154,7 @@ fn receiver(secret: &str) -> (Router, Arc<AtomicU64>) {
             key: Arc::new(key),
             seen: Arc::default(),
             handled: handled.clone(),
+            history,
         });
     (router, handled)
 }
@@ -84,6 +172,18 @@ async fn github(State(receiver): State<Receiver>, headers: HeaderMap, body: Byte
         .insert(id.into())
     {
         return StatusCode::NO_CONTENT;
+    }
+    if let Some(history) = &receiver.history {
+        let kept = Kept {
+            delivery_id: id.into(),
+            event: "pull_request".into(),
+            received_at_ms: now_ms(),
+            // Copied: the values and a one-chunk body are slices of the connection's read buffer,
+            // which a reference kept for minutes would hold on to.
+            headers: header_lines(&headers),
+            body: Bytes::copy_from_slice(&body),
+        };
+        history.lock().expect("not poisoned").keep(kept);
     }
     if event.action == "opened" {
         std::hint::black_box((event.number, &event.pull_request.title));
@@ -215,9 +315,7 @@ async fn github_durable(
         Ok(None) => return StatusCode::NO_CONTENT,
         Err(status) => return status,
     };
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now_ms = now_ms();
     // SQLite numbers `$1`… by their order, as PostgreSQL does.
     const INSERT: &str = "INSERT INTO deliveries (delivery_id, action, body, received_at_ms)
         VALUES ($1, $2, $3, $4) ON CONFLICT (delivery_id) DO NOTHING";
@@ -250,6 +348,13 @@ async fn github_durable(
     }
 }
 
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,7 +383,7 @@ mod tests {
         let body: &'static [u8] = br#"{"action":"opened","number":1,"pull_request":{"title":"t"}}"#;
         let payload = crate::load::Payload::new(body, "s");
         let signature = payload.signature.to_str().expect("ascii").to_owned();
-        let (router, handled) = receiver("s");
+        let (router, handled) = receiver("s", None);
         assert_eq!(
             send(&router, &signature, "1", body).await,
             StatusCode::NO_CONTENT
@@ -304,6 +409,57 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
         assert_eq!(handled.load(Ordering::Relaxed), 1);
+    }
+
+    /// The history-keeping reference keeps each new delivery once — its own copy of the body, its
+    /// headers without the signature — and drops the oldest past either bound.
+    #[tokio::test]
+    async fn the_history_receiver_keeps_the_last_deliveries() {
+        let body: &'static [u8] = br#"{"action":"opened","number":1,"pull_request":{"title":"t"}}"#;
+        let payload = crate::load::Payload::new(body, "s");
+        let signature = payload.signature.to_str().expect("ascii").to_owned();
+        let history = Arc::new(Mutex::new(History::new(2, usize::MAX)));
+        let (router, handled) = receiver("s", Some(history.clone()));
+        for id in ["1", "2", "2", "3"] {
+            assert_eq!(
+                send(&router, &signature, id, body).await,
+                StatusCode::NO_CONTENT
+            );
+        }
+        assert_eq!(handled.load(Ordering::Relaxed), 3);
+        let history = history.lock().expect("not poisoned");
+        let ids: Vec<&str> = history.kept.iter().map(|k| &*k.delivery_id).collect();
+        assert_eq!(
+            ids,
+            ["2", "3"],
+            "the oldest dropped, a retry not kept twice"
+        );
+        assert_eq!(history.body_bytes, 2 * body.len());
+        for kept in &history.kept {
+            assert_eq!(kept.body, body);
+            assert_ne!(kept.body.as_ptr(), body.as_ptr(), "the body is copied out");
+            assert_eq!(&*kept.event, "pull_request");
+            assert!(kept.received_at_ms > 0);
+            let headers = std::str::from_utf8(&kept.headers).expect("ASCII");
+            let line = format!("x-github-delivery: {}\n", kept.delivery_id);
+            assert!(headers.contains(&line), "{headers}");
+            assert!(!headers.contains("x-hub-signature-256"), "{headers}");
+        }
+        drop(history);
+
+        // The bound in bytes: bodies of 10 bytes within 25 keep two.
+        let mut bounded = History::new(100, 25);
+        for id in ["a", "b", "c"] {
+            bounded.keep(Kept {
+                delivery_id: id.into(),
+                event: "e".into(),
+                received_at_ms: 0,
+                headers: Box::default(),
+                body: Bytes::from_static(b"0123456789"),
+            });
+        }
+        let ids: Vec<&str> = bounded.kept.iter().map(|k| &*k.delivery_id).collect();
+        assert_eq!((ids, bounded.body_bytes), (vec!["b", "c"], 20));
     }
 
     /// The durable reference stores each delivery once, in the file, before answering; and

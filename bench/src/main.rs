@@ -56,7 +56,13 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_values = ["hand-written", "memory", "hand-written-sqlite", "sqlite"]
+        default_values = [
+            "hand-written",
+            "hand-written-history",
+            "memory",
+            "hand-written-sqlite",
+            "sqlite",
+        ]
     )]
     targets: Vec<Target>,
     /// The PostgreSQL database for the `postgres` and `hand-written-postgres` targets (each run
@@ -113,6 +119,8 @@ impl Size {
 pub(crate) enum Target {
     /// The hand-written axum receiver.
     HandWritten,
+    /// The hand-written receiver also keeping the last deliveries for replay, as the memory store does.
+    HandWrittenHistory,
     /// The hand-written receiver committing each delivery to a SQLite file before answering.
     HandWrittenSqlite,
     /// The quickstart on the in-memory store.
@@ -129,6 +137,7 @@ impl Target {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Target::HandWritten => "hand-written",
+            Target::HandWrittenHistory => "hand-written-history",
             Target::HandWrittenSqlite => "hand-written-sqlite",
             Target::Memory => "memory",
             Target::Sqlite => "sqlite",
@@ -356,7 +365,10 @@ impl Server {
     async fn handled(&self) -> Option<Counters> {
         if matches!(
             self.target,
-            Target::HandWritten | Target::HandWrittenSqlite | Target::HandWrittenPostgres
+            Target::HandWritten
+                | Target::HandWrittenHistory
+                | Target::HandWrittenSqlite
+                | Target::HandWrittenPostgres
         ) {
             return None;
         }
@@ -445,6 +457,11 @@ fn serve(target: Target) -> anyhow::Result<()> {
         match target {
             Target::HandWritten => {
                 axum::serve(listener, baseline::router(SECRET))
+                    .with_graceful_shutdown(stdin_closed)
+                    .await?;
+            }
+            Target::HandWrittenHistory => {
+                axum::serve(listener, baseline::history_router(SECRET))
                     .with_graceful_shutdown(stdin_closed)
                     .await?;
             }

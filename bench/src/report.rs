@@ -190,13 +190,15 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
                     false,
                 ));
             }
-            // The durable stores against the hand-written receiver made durable the same way.
-            let durable = match target {
+            // Each store against the hand-written receiver doing what it keeps the same way: the
+            // memory store's history, the durable stores' commits.
+            let like_for_like = match target {
+                Target::Memory => Some(Target::HandWrittenHistory),
                 Target::Sqlite => Some(Target::HandWrittenSqlite),
                 Target::Postgres => Some(Target::HandWrittenPostgres),
                 _ => None,
             };
-            if let Some(reference) = durable
+            if let Some(reference) = like_for_like
                 && let Some(ratio) = paired(results, cell, target, reference, |m| m.rate)
             {
                 ratios.push(format!(
