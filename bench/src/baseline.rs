@@ -10,8 +10,8 @@
 //! delivery for its history and replay — the delivery id, the event, when it came, its headers and
 //! its body, copied out of the connection's buffers — for the last
 //! [`MemoryStore::DEFAULT_KEEP`](hooksmith::store::MemoryStore::DEFAULT_KEEP) deliveries, within
-//! [`MemoryStore::DEFAULT_KEEP_BYTES`](hooksmith::store::MemoryStore::DEFAULT_KEEP_BYTES) of bodies,
-//! the oldest dropped first. It prices that history alone, without the rest of hooksmith.
+//! [`MemoryStore::DEFAULT_KEEP_BYTES`](hooksmith::store::MemoryStore::DEFAULT_KEEP_BYTES) of
+//! bodies, the oldest dropped first. It prices that history alone, without the rest of hooksmith.
 //!
 //! [`durable_router`] is the same receiver made durable the way a handler written against `sqlx`
 //! is: each delivery inserted into SQLite (WAL, `synchronous=FULL`, as hooksmith's `sqlite`

@@ -119,7 +119,7 @@ impl Size {
 pub(crate) enum Target {
     /// The hand-written axum receiver.
     HandWritten,
-    /// The hand-written receiver also keeping the last deliveries for replay, as the memory store does.
+    /// The hand-written receiver keeping the last deliveries, as the memory store's history does.
     HandWrittenHistory,
     /// The hand-written receiver committing each delivery to a SQLite file before answering.
     HandWrittenSqlite,
