@@ -811,6 +811,9 @@ impl App {
                     let service = hyper::service::service_fn(move |request| dispatch.call(request));
                     let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
                     let connection = graceful.watch(connection.into_owned());
+                    // Its requests' handler runs start here, after their answers (see
+                    // `AfterAnswers`), rather than in a task each.
+                    let connection = worker::AfterAnswers(Box::pin(connection));
                     tokio::spawn(async move {
                         let _ = connection.await;
                     });
