@@ -1,10 +1,9 @@
 //! The workers: run each handler in a task (a panic is caught and counted as a failure) — its own,
 //! or, for a run started by a request `App::serve_on` served, its connection's until it has to
 //! wait (see [`AfterAnswers`]) — and record success, a retry with backoff and full jitter, or
-//! `dead`. A job gets a worker slot
-//! either at reception — created already claimed when a slot is free, with no claim round trip —
-//! or from the claiming loop, which takes due jobs under a lease: retries, jobs that found no free
-//! slot, ordered jobs, and jobs whose lease ran out elsewhere.
+//! `dead`. A job gets a worker slot either at reception — created already claimed when a slot is
+//! free, with no claim round trip — or from the claiming loop, which takes due jobs under a lease:
+//! retries, jobs that found no free slot, ordered jobs, and jobs whose lease ran out elsewhere.
 
 use std::future::Future;
 use std::pin::Pin;
