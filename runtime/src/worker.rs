@@ -101,7 +101,7 @@ impl Slots {
 }
 
 /// A handler run, boxed, ready to be polled by a connection's task or spawned.
-pub(crate) type Run = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Run = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 std::thread_local! {
     /// The runs started on this thread while [`AfterAnswers`] polls its connection; `None`
