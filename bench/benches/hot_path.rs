@@ -10,6 +10,8 @@
 //!   beside `raw-hmac-sha256`: the hmac crate over the same bytes with a constant-time compare.
 //! * `routing/*`: reading the routing fields — the head of the document only, or a field at its
 //!   end — beside a borrowed typed parse and a `serde_json::Value` tree of the same body.
+//! * `intercept/*`: a scheme's look for a request it answers itself (Slack's `url_verification`)
+//!   in an ordinary event's body, which every delivery to such an endpoint pays.
 //! * `filter/*`: the fields read and a filter evaluated, as at ingest.
 //! * `json/*`: `Json<T>` extraction for a handler beside `serde_json::from_slice::<T>`.
 //! * `memory-store/*`: the memory store's part of a delivery — stored with its one job, the job's
@@ -144,6 +146,19 @@ fn routing(c: &mut Criterion) {
         });
         group.bench_function(format!("value-tree/{name}"), |b| {
             b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body)).is_ok());
+        });
+    }
+    group.finish();
+}
+
+fn intercept(c: &mut Criterion) {
+    let mut group = c.benchmark_group("intercept");
+    let slack = Verifier::new("slack", "bench secret").expect("a verifier");
+    for (name, body) in [("1k", SMALL), ("20k", LARGE)] {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        assert!(!slack.intercepts(body));
+        group.bench_function(format!("slack/{name}"), |b| {
+            b.iter(|| slack.intercepts(black_box(body)));
         });
     }
     group.finish();
@@ -291,5 +306,13 @@ fn memory_store(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, verify, routing, filter, json, memory_store);
+criterion_group!(
+    benches,
+    verify,
+    routing,
+    intercept,
+    filter,
+    json,
+    memory_store
+);
 criterion_main!(benches);

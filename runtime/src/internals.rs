@@ -141,6 +141,12 @@ impl Verifier {
             })
             .is_ok()
     }
+
+    /// Whether the scheme answers this verified payload itself (Slack's `url_verification`,
+    /// Discord's `PING`) rather than storing it.
+    pub fn intercepts(&self, payload: &[u8]) -> bool {
+        self.0.intercept(payload).is_some()
+    }
 }
 
 /// The routing-field reader with a plan of dotted paths, as an endpoint builds it.
