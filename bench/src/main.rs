@@ -13,8 +13,9 @@
 //! reports medians.
 //!
 //! Per cell: requests per second answered 204, p50 and p99 latency, the server's peak RSS
-//! (`VmHWM`), and for hooksmith the handler runs that completed in the window (from its
-//! `/metrics`) and the backlog left at its end, then hooksmith ÷ hand-written.
+//! (`VmHWM`), its CPU time per delivery (user and system, from `/proc/PID/stat`), and for
+//! hooksmith the handler runs that completed in the window (from its `/metrics`) and the backlog
+//! left at its end, then hooksmith ÷ hand-written.
 
 mod baseline;
 mod load;
@@ -249,9 +250,11 @@ async fn measure(
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
     let before = server.handled().await;
     let cpu_before = report::cpu_seconds();
+    let server_before = report::process_cpu(server.child.id());
     load.count(true);
     tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
     load.count(false);
+    let server_after = report::process_cpu(server.child.id());
     let cpu_after = report::cpu_seconds();
     let after = server.handled().await;
     let window = load.finish().await?;
@@ -277,6 +280,11 @@ async fn measure(
         load_cpu: cpu_before
             .zip(cpu_after)
             .map(|(b, a)| (a - b) / window.elapsed.as_secs_f64()),
+        server_us: report::per_delivery_us(
+            server_before,
+            server_after,
+            window.rate() * window.elapsed.as_secs_f64(),
+        ),
     })
 }
 

@@ -34,6 +34,10 @@ pub(crate) struct Measurement {
     /// The share of its core the load generator used in the window: near 1, the generator and
     /// not the server may be what limits req/s.
     pub(crate) load_cpu: Option<f64>,
+    /// The server's CPU time per delivery answered in the window, in µs of user and of system
+    /// time (all its threads): where a difference in req/s comes from, the server's own code or
+    /// the kernel's work for it.
+    pub(crate) server_us: Option<(f64, f64)>,
 }
 
 impl Measurement {
@@ -51,6 +55,9 @@ impl Measurement {
         if let (Some(handled), Some(backlog)) = (self.handled_rate, self.backlog) {
             line.push_str(&format!("  handled {handled:>8.0}/s  backlog {backlog}"));
         }
+        if let Some((user, system)) = self.server_us {
+            line.push_str(&format!("  server {user:.2}+{system:.2} µs/req"));
+        }
         if let Some(cpu) = self.load_cpu {
             line.push_str(&format!("  load generator {:.0}% CPU", cpu * 100.0));
         }
@@ -66,13 +73,35 @@ const SATURATED: f64 = 0.95;
 
 /// CPU seconds this process has used, from `/proc/self/stat` (Linux; `None` elsewhere).
 pub(crate) fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    process_cpu(std::process::id()).map(|(user, system)| user + system)
+}
+
+/// User and system CPU seconds process `pid` has used, all its threads, from `/proc/PID/stat`
+/// (Linux; `None` elsewhere, or once the process is gone).
+pub(crate) fn process_cpu(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The fields after the command name, which is in parentheses and may hold spaces: the
     // third field of the line is the first here; user and system time are the 14th and 15th,
     // in clock ticks of 1/100 s (the kernel's `USER_HZ`).
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i - 3)?.parse::<u64>().ok();
-    Some((ticks(14)? + ticks(15)?) as f64 / 100.0)
+    let seconds = |i: usize| Some(fields.get(i - 3)?.parse::<u64>().ok()? as f64 / 100.0);
+    Some((seconds(14)?, seconds(15)?))
+}
+
+/// CPU time per delivery, in µs of user and of system time: the difference between two readings
+/// of [`process_cpu`] over `deliveries`; `None` without both readings or without deliveries.
+pub(crate) fn per_delivery_us(
+    before: Option<(f64, f64)>,
+    after: Option<(f64, f64)>,
+    deliveries: f64,
+) -> Option<(f64, f64)> {
+    let ((user0, system0), (user1, system1)) = before.zip(after)?;
+    (deliveries >= 1.0).then(|| {
+        (
+            (user1 - user0) / deliveries * 1e6,
+            (system1 - system0) / deliveries * 1e6,
+        )
+    })
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -92,6 +121,7 @@ struct Summary {
     handled_rate: Option<f64>,
     backlog: Option<f64>,
     held: Option<f64>,
+    server_us: Option<(f64, f64)>,
     errors: u64,
 }
 
@@ -116,6 +146,8 @@ fn summarise(results: &[Measurement], cell: Cell, target: Target) -> Option<Summ
         handled_rate: maybe(&|m| m.handled_rate),
         backlog: maybe(&|m| m.backlog.map(|b| b as f64)),
         held: maybe(&|m| m.held.map(|h| h as f64)),
+        server_us: maybe(&|m| m.server_us.map(|(user, _)| user))
+            .zip(maybe(&|m| m.server_us.map(|(_, system)| system))),
         errors: runs.iter().map(|m| m.errors).sum(),
     })
 }
@@ -170,9 +202,9 @@ fn spread(ratios: &[f64]) -> String {
 pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target]) {
     println!();
     println!(
-        "| payload | conns | target | req/s | p50 ms | p99 ms | peak RSS MiB | handled/s | backlog | req/s × hand-written | p99 × hand-written |"
+        "| payload | conns | target | req/s | p50 ms | p99 ms | peak RSS MiB | handled/s | backlog | server µs/req user+sys | req/s × hand-written | p99 × hand-written |"
     );
-    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut checks: Vec<(String, bool)> = Vec::new();
     let mut ratios: Vec<String> = Vec::new();
     for &cell in cells {
@@ -187,7 +219,7 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
             let vs =
                 |ratio: Option<f64>| ratio.map_or_else(|| "—".to_owned(), |r| format!("{r:.2}×"));
             println!(
-                "| {} B | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} |",
+                "| {} B | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} | {} |",
                 cell.body_len,
                 cell.connections,
                 target.name(),
@@ -199,6 +231,10 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
                     .map_or_else(|| "inline".to_owned(), |h| format!("{h:.0}")),
                 s.backlog
                     .map_or_else(|| "—".to_owned(), |b| format!("{b:.0}")),
+                s.server_us.map_or_else(
+                    || "—".to_owned(),
+                    |(user, system)| format!("{user:.2} + {system:.2}")
+                ),
                 vs(vs_hand(|m| m.rate)),
                 vs(vs_hand(|m| m.p99_ms)),
             );
@@ -420,6 +456,7 @@ hooksmith_handler_runs_total{handler=\"h\",result=\"retrying\"} 3
             backlog: None,
             held: None,
             load_cpu: None,
+            server_us: None,
         };
         let results = [
             measured(1, Target::HandWritten, 100.0),
@@ -440,6 +477,51 @@ hooksmith_handler_runs_total{handler=\"h\",result=\"retrying\"} 3
         });
         assert_eq!(spread(&ratios), " (runs 0.50–0.90×)");
         assert_eq!(spread(&ratios[..1]), "", "one run has no spread");
+    }
+
+    /// The server's CPU per delivery is read from its own `/proc/PID/stat`, user and system
+    /// apart: a process that spins shows user time, and a process that is gone shows nothing.
+    #[test]
+    fn a_process_cpu_time_is_read_by_its_pid() {
+        let pid = std::process::id();
+        let (user, system) = process_cpu(pid).expect("/proc/PID/stat on Linux");
+        // Spins until 20 ms of user time show, however busy the machine: a wrong field (system
+        // time, or none that grows) never gets there.
+        let spin = std::time::Instant::now();
+        let (user_after, system_after) = loop {
+            let mut x = 0u64;
+            for _ in 0..1_000_000 {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            let now = process_cpu(pid).expect("/proc/PID/stat on Linux");
+            if now.0 - user >= 0.02 {
+                break now;
+            }
+            assert!(
+                spin.elapsed() < std::time::Duration::from_secs(20),
+                "user time stayed at {user} → {now:?}"
+            );
+        };
+        assert!(system_after >= system, "system {system} → {system_after}");
+        assert!(user_after > user);
+        let mut gone = std::process::Command::new("true")
+            .spawn()
+            .expect("`true` runs");
+        let gone_pid = gone.id();
+        gone.wait().expect("`true` exits");
+        assert_eq!(process_cpu(gone_pid), None, "a reaped process has no stat");
+    }
+
+    #[test]
+    fn cpu_per_delivery_is_the_difference_over_the_deliveries() {
+        let per = per_delivery_us(Some((1.0, 2.0)), Some((1.5, 2.25)), 100_000.0);
+        let rounded = per.map(|(u, s)| ((u * 100.0).round(), (s * 100.0).round()));
+        assert_eq!(rounded, Some((500.0, 250.0)), "5 µs user and 2.5 µs system");
+        assert_eq!(per_delivery_us(Some((1.0, 2.0)), None, 100.0), None);
+        assert_eq!(
+            per_delivery_us(Some((1.0, 2.0)), Some((1.0, 2.0)), 0.0),
+            None
+        );
     }
 
     #[test]

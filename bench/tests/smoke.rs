@@ -43,6 +43,8 @@ fn a_tiny_run_drives_every_target_without_errors() {
             .find(|l| l.contains("run 1:") && l.split_whitespace().any(|word| word == target))
             .unwrap_or_else(|| panic!("no line for {target}:\n{stdout}"));
         assert!(!line.contains("ERRORS"), "{line}");
+        // The server's CPU per delivery, read from its /proc/PID/stat.
+        assert!(line.contains(" µs/req"), "{line}");
         if !target.starts_with("hand-written") {
             // hooksmith's handler runs are read from its /metrics.
             assert!(line.contains("handled"), "{line}");
