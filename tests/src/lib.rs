@@ -57,6 +57,10 @@ mod book_operations {}
 #[doc = include_str!("../../book/src/performance.md")]
 mod book_performance {}
 
+/// The guide's performance log, its code blocks compiled as doctests.
+#[doc = include_str!("../../book/src/performance-log.md")]
+mod book_performance_log {}
+
 /// The guide's `migrating` chapter, its code blocks compiled as doctests.
 #[doc = include_str!("../../book/src/migrating.md")]
 mod book_migrating {}
