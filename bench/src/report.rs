@@ -485,12 +485,13 @@ hooksmith_handler_runs_total{handler=\"h\",result=\"retrying\"} 3
     fn a_process_cpu_time_is_read_by_its_pid() {
         let pid = std::process::id();
         let (user, system) = process_cpu(pid).expect("/proc/PID/stat on Linux");
-        // Spins until 20 ms of user time show, however busy the machine: a wrong field (system
-        // time, or none that grows) never gets there.
+        // Spins until 20 ms of user time show, however busy the machine. Spinning is user time:
+        // the system time the stat reads cost stays well below it, which a swap of the two
+        // fields would turn around.
         let spin = std::time::Instant::now();
         let (user_after, system_after) = loop {
             let mut x = 0u64;
-            for _ in 0..1_000_000 {
+            for _ in 0..10_000_000 {
                 x = std::hint::black_box(x.wrapping_add(1));
             }
             let now = process_cpu(pid).expect("/proc/PID/stat on Linux");
@@ -503,7 +504,10 @@ hooksmith_handler_runs_total{handler=\"h\",result=\"retrying\"} 3
             );
         };
         assert!(system_after >= system, "system {system} → {system_after}");
-        assert!(user_after > user);
+        assert!(
+            user_after - user > system_after - system,
+            "spinning shows as user time: user {user} → {user_after}, system {system} → {system_after}"
+        );
         let mut gone = std::process::Command::new("true")
             .spawn()
             .expect("`true` runs");
