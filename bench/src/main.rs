@@ -13,9 +13,11 @@
 //! reports medians.
 //!
 //! Per cell: requests per second answered 204, p50 and p99 latency, the server's peak RSS
-//! (`VmHWM`), its CPU time per delivery (user and system, from `/proc/PID/stat`), and for
-//! hooksmith the handler runs that completed in the window (from its `/metrics`) and the backlog
-//! left at its end, then hooksmith ÷ hand-written.
+//! (`VmHWM`), its CPU time per delivery (user and system, from `/proc/PID/stat`), how often the
+//! load generator went to sleep per delivery (its thread's voluntary context switches: each is a
+//! wake-up the server's next answer pays for), and for hooksmith the handler runs that completed
+//! in the window (from its `/metrics`) and the backlog left at its end, then hooksmith ÷
+//! hand-written.
 
 mod baseline;
 mod load;
@@ -250,11 +252,13 @@ async fn measure(
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
     let before = server.handled().await;
     let cpu_before = report::cpu_seconds();
+    let sleeps_before = report::thread_sleeps();
     let server_before = report::process_cpu(server.child.id());
     load.count(true);
     tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
     load.count(false);
     let server_after = report::process_cpu(server.child.id());
+    let sleeps_after = report::thread_sleeps();
     let cpu_after = report::cpu_seconds();
     let after = server.handled().await;
     let window = load.finish().await?;
@@ -283,6 +287,11 @@ async fn measure(
         server_us: report::per_delivery_us(
             server_before,
             server_after,
+            window.rate() * window.elapsed.as_secs_f64(),
+        ),
+        load_sleeps: report::sleeps_per_delivery(
+            sleeps_before,
+            sleeps_after,
             window.rate() * window.elapsed.as_secs_f64(),
         ),
     })
@@ -523,16 +532,24 @@ fn drive(
         )
         .await?;
         let cpu_before = report::cpu_seconds();
+        let sleeps_before = report::thread_sleeps();
         load.count(true);
         tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
         load.count(false);
+        let sleeps_after = report::thread_sleeps();
         let cpu_after = report::cpu_seconds();
         let window = load.finish().await?;
         let load_cpu = cpu_before
             .zip(cpu_after)
             .map_or(f64::NAN, |(b, a)| (a - b) / window.elapsed.as_secs_f64());
+        let sleeps = report::sleeps_per_delivery(
+            sleeps_before,
+            sleeps_after,
+            window.rate() * window.elapsed.as_secs_f64(),
+        )
+        .unwrap_or(f64::NAN);
         println!(
-            "{:.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  load generator {:.0}% CPU",
+            "{:.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  load generator {:.0}% CPU, {sleeps:.2} sleeps/req",
             window.rate(),
             window.quantile_ms(0.5),
             window.quantile_ms(0.99),

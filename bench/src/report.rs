@@ -38,6 +38,12 @@ pub(crate) struct Measurement {
     /// time (all its threads): where a difference in req/s comes from, the server's own code or
     /// the kernel's work for it.
     pub(crate) server_us: Option<(f64, f64)>,
+    /// How often the load generator went to sleep, per delivery answered: each time, the server's
+    /// next answer to reach its socket has to wake it, and the server's core pays for that
+    /// wake-up (on a virtual machine, an interrupt sent to the other core). A server that answers
+    /// more slowly finds the generator asleep more often, so this part of the kernel's time per
+    /// delivery grows with the server's own.
+    pub(crate) load_sleeps: Option<f64>,
 }
 
 impl Measurement {
@@ -60,6 +66,9 @@ impl Measurement {
         }
         if let Some(cpu) = self.load_cpu {
             line.push_str(&format!("  load generator {:.0}% CPU", cpu * 100.0));
+        }
+        if let Some(sleeps) = self.load_sleeps {
+            line.push_str(&format!(", {sleeps:.2} sleeps/req"));
         }
         if self.errors > 0 {
             line.push_str(&format!("  ERRORS {}", self.errors));
@@ -86,6 +95,30 @@ pub(crate) fn process_cpu(pid: u32) -> Option<(f64, f64)> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let seconds = |i: usize| Some(fields.get(i - 3)?.parse::<u64>().ok()? as f64 / 100.0);
     Some((seconds(14)?, seconds(15)?))
+}
+
+/// How many times the calling thread has gone to sleep waiting — for a socket, a timer — since
+/// it started: its voluntary context switches, from `/proc/thread-self/status` (Linux; `None`
+/// elsewhere). The load generator runs on one thread, the one that measures.
+pub(crate) fn thread_sleeps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The load generator's sleeps per delivery: the difference between two readings of
+/// [`thread_sleeps`] over `deliveries`; `None` without both readings or without deliveries.
+pub(crate) fn sleeps_per_delivery(
+    before: Option<u64>,
+    after: Option<u64>,
+    deliveries: f64,
+) -> Option<f64> {
+    let (before, after) = before.zip(after)?;
+    (deliveries >= 1.0).then(|| after.saturating_sub(before) as f64 / deliveries)
 }
 
 /// CPU time per delivery, in µs of user and of system time: the difference between two readings
@@ -122,6 +155,7 @@ struct Summary {
     backlog: Option<f64>,
     held: Option<f64>,
     server_us: Option<(f64, f64)>,
+    load_sleeps: Option<f64>,
     errors: u64,
 }
 
@@ -148,6 +182,7 @@ fn summarise(results: &[Measurement], cell: Cell, target: Target) -> Option<Summ
         held: maybe(&|m| m.held.map(|h| h as f64)),
         server_us: maybe(&|m| m.server_us.map(|(user, _)| user))
             .zip(maybe(&|m| m.server_us.map(|(_, system)| system))),
+        load_sleeps: maybe(&|m| m.load_sleeps),
         errors: runs.iter().map(|m| m.errors).sum(),
     })
 }
@@ -202,9 +237,9 @@ fn spread(ratios: &[f64]) -> String {
 pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target]) {
     println!();
     println!(
-        "| payload | conns | target | req/s | p50 ms | p99 ms | peak RSS MiB | handled/s | backlog | server µs/req user+sys | req/s × hand-written | p99 × hand-written |"
+        "| payload | conns | target | req/s | p50 ms | p99 ms | peak RSS MiB | handled/s | backlog | server µs/req user+sys | load generator sleeps/req | req/s × hand-written | p99 × hand-written |"
     );
-    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut checks: Vec<(String, bool)> = Vec::new();
     let mut ratios: Vec<String> = Vec::new();
     for &cell in cells {
@@ -219,7 +254,7 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
             let vs =
                 |ratio: Option<f64>| ratio.map_or_else(|| "—".to_owned(), |r| format!("{r:.2}×"));
             println!(
-                "| {} B | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} | {} |",
+                "| {} B | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} | {} | {} |",
                 cell.body_len,
                 cell.connections,
                 target.name(),
@@ -235,6 +270,8 @@ pub(crate) fn print(results: &[Measurement], cells: &[Cell], targets: &[Target])
                     || "—".to_owned(),
                     |(user, system)| format!("{user:.2} + {system:.2}")
                 ),
+                s.load_sleeps
+                    .map_or_else(|| "—".to_owned(), |n| format!("{n:.2}")),
                 vs(vs_hand(|m| m.rate)),
                 vs(vs_hand(|m| m.p99_ms)),
             );
@@ -457,6 +494,7 @@ hooksmith_handler_runs_total{handler=\"h\",result=\"retrying\"} 3
             held: None,
             load_cpu: None,
             server_us: None,
+            load_sleeps: None,
         };
         let results = [
             measured(1, Target::HandWritten, 100.0),
@@ -514,6 +552,29 @@ hooksmith_handler_runs_total{handler=\"h\",result=\"retrying\"} 3
         let gone_pid = gone.id();
         gone.wait().expect("`true` exits");
         assert_eq!(process_cpu(gone_pid), None, "a reaped process has no stat");
+    }
+
+    /// The load generator's sleeps are the measuring thread's own voluntary context switches:
+    /// each sleep of this thread adds one, however busy the machine (the process's figure, its
+    /// main thread's, would not move: tests run on threads of their own).
+    #[test]
+    fn this_threads_sleeps_are_counted() {
+        let before = thread_sleeps().expect("/proc/thread-self/status on Linux");
+        for _ in 0..5 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let after = thread_sleeps().expect("/proc/thread-self/status on Linux");
+        assert!(after >= before + 5, "five sleeps: {before} → {after}");
+    }
+
+    #[test]
+    fn sleeps_per_delivery_are_the_difference_over_the_deliveries() {
+        assert_eq!(
+            sleeps_per_delivery(Some(100), Some(350), 1000.0),
+            Some(0.25)
+        );
+        assert_eq!(sleeps_per_delivery(Some(100), None, 1000.0), None);
+        assert_eq!(sleeps_per_delivery(Some(100), Some(100), 0.0), None);
     }
 
     #[test]

@@ -45,6 +45,8 @@ fn a_tiny_run_drives_every_target_without_errors() {
         assert!(!line.contains("ERRORS"), "{line}");
         // The server's CPU per delivery, read from its /proc/PID/stat.
         assert!(line.contains(" µs/req"), "{line}");
+        // The load generator's sleeps per delivery, from its thread's context switches.
+        assert!(line.contains(" sleeps/req"), "{line}");
         if !target.starts_with("hand-written") {
             // hooksmith's handler runs are read from its /metrics.
             assert!(line.contains("handled"), "{line}");
