@@ -264,6 +264,7 @@ async fn measure(
     let window = load.finish().await?;
     let rss_kib = server.peak_rss_kib();
     server.stop().await;
+    let deliveries = window.rate() * window.elapsed.as_secs_f64();
     Ok(Measurement {
         run,
         target,
@@ -284,16 +285,8 @@ async fn measure(
         load_cpu: cpu_before
             .zip(cpu_after)
             .map(|(b, a)| (a - b) / window.elapsed.as_secs_f64()),
-        server_us: report::per_delivery_us(
-            server_before,
-            server_after,
-            window.rate() * window.elapsed.as_secs_f64(),
-        ),
-        load_sleeps: report::sleeps_per_delivery(
-            sleeps_before,
-            sleeps_after,
-            window.rate() * window.elapsed.as_secs_f64(),
-        ),
+        server_us: report::per_delivery_us(server_before, server_after, deliveries),
+        load_sleeps: report::sleeps_per_delivery(sleeps_before, sleeps_after, deliveries),
     })
 }
 
